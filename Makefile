@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each sets up
+# everything it needs (system packages via apt-get when run as root, and .venv).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_SECONDS ?= 60
+APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2
+
+.PHONY: demo test lint typecheck system-packages venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the integration tests drive (chronyd as the NTP reference, libfaketime for a
+# skewed clock, ntpdig as a second real NTP client). Installed only when missing and when root.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root or install them; their tests will say why they skip)"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(PY) -m chronotick.demo --seconds $(DEMO_SECONDS)
+
+test: system-packages $(STAMP) lint typecheck
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check chronotick coordinator tests benchmarks examples
+	$(VENV)/bin/ruff format --check chronotick coordinator tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

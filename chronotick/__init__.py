@@ -1,0 +1,1 @@
+"""ChronoTick: a corrected clock with an honest error bar."""

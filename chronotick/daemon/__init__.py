@@ -1,0 +1,1 @@
+"""The predictor daemon: samples servers, runs the estimator, publishes to shared memory."""

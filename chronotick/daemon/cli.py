@@ -1,0 +1,80 @@
+"""`chronotick-daemon`: flags and a config file in, a running publisher out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+
+from chronotick.daemon.config import LOG_LEVELS, ConfigError, DaemonConfig, build_config, load_file
+from chronotick.daemon.service import Daemon
+from chronotick.daemon.stopper import Stopper
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chronotick-daemon",
+        description="Measure this host's clock against NTP servers and publish a corrected "
+        "clock with its error bounds in shared memory.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML file; its keys are the long options")
+    p.add_argument(
+        "--server",
+        action="append",
+        dest="servers",
+        metavar="HOST[:PORT]",
+        help="NTP server (repeatable); replaces the configured list",
+    )
+    p.add_argument("--min-poll", type=float, dest="min_poll_s", metavar="SECONDS")
+    p.add_argument("--max-poll", type=float, dest="max_poll_s", metavar="SECONDS")
+    p.add_argument("--burst", type=int, dest="burst_size", metavar="N")
+    p.add_argument("--burst-spacing", type=float, dest="burst_spacing_s", metavar="SECONDS")
+    p.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS")
+    p.add_argument("--shm-name", dest="shm_name", metavar="NAME")
+    p.add_argument("--node-id", dest="node_id", metavar="ID")
+    p.add_argument("--publish-rate", type=float, dest="publish_rate_hz", metavar="HZ")
+    p.add_argument("--void-after", type=float, dest="void_after_s", metavar="SECONDS")
+    p.add_argument("--drift-tolerance-ppm", type=float, dest="drift_tolerance_ppm")
+    p.add_argument("--log-level", choices=LOG_LEVELS, dest="log_level")
+    return p
+
+
+def load_config(argv: list[str] | None) -> DaemonConfig:
+    args = parser().parse_args(argv)
+    file_values = load_file(args.config) if args.config else {}
+    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    return build_config(file_values, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(argv)
+    except ConfigError as exc:
+        print(f"chronotick-daemon: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.logging_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = Stopper()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("chronotick.daemon").info(
+            "%s received: shutting down", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        Daemon(config).run(stop)
+    except (RuntimeError, OSError) as exc:
+        print(f"chronotick-daemon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

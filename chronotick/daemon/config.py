@@ -1,0 +1,195 @@
+"""The daemon's configuration: defaults, a TOML file, then flags, validated in one place.
+
+Every key of the file is a field of `DaemonConfig` with the same name; unknown keys and values
+of the wrong type or range are refused with a message that names them, before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tomllib
+from typing import Any
+
+from chronotick.clocks import NS_PER_S, SimulatedClockParams
+from chronotick.estimation.estimator import EstimatorConfig
+from chronotick.ntp.poll import PollPolicy
+from chronotick.ntp.query import ServerAddress
+from chronotick.shm import default_name, validate_name
+
+DEFAULT_SERVERS = ("0.pool.ntp.org", "1.pool.ntp.org", "2.pool.ntp.org", "3.pool.ntp.org")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says which key and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonConfig:
+    servers: tuple[str, ...] = DEFAULT_SERVERS
+    min_poll_s: float = 64.0
+    max_poll_s: float = 1024.0
+    burst_size: int = 4
+    burst_spacing_s: float = 2.0
+    warmup_polls: int = 4
+    warmup_interval_s: float = 2.0
+    timeout_s: float = 1.0
+    #: empty: the default segment `chronotick`, or `chronotick-NODE` when node_id is set
+    shm_name: str = ""
+    node_id: str = ""
+    log_level: str = "info"
+    publish_rate_hz: float = 10.0
+    #: readers refuse data older than this (the daemon hung or died)
+    void_after_s: float = 10.0
+    #: the frequency error the bound allows between measurements
+    drift_tolerance_ppm: float = 5.0
+    max_samples: int = 64
+    #: simulated base clock (tests, demos): offset_ms, drift_ppm, wander_ppm_per_sqrt_s, seed
+    simulated_clock: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ConfigError("servers: at least one NTP server is needed")
+        for server in self.servers:
+            try:
+                ServerAddress.parse(server)
+            except ValueError as exc:
+                raise ConfigError(f"servers: {exc}") from None
+        try:
+            self.poll_policy()
+            self.estimator_config()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.shm_name:
+            try:
+                validate_name(self.shm_name)
+            except ValueError as exc:
+                raise ConfigError(f"shm_name: {exc}") from None
+        if self.node_id:
+            try:
+                validate_name(self.node_id)
+            except ValueError:
+                raise ConfigError(
+                    f"node_id {self.node_id!r}: use letters, digits, '.', '_' or '-'"
+                ) from None
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        _check_range("publish_rate_hz", self.publish_rate_hz, 0.1, 1000.0)
+        _check_range("void_after_s", self.void_after_s, 0.5, 3600.0)
+        _check_range("drift_tolerance_ppm", self.drift_tolerance_ppm, 0.001, 1000.0)
+        if self.void_after_s * self.publish_rate_hz < 2:
+            raise ConfigError("void_after_s must cover at least two publish intervals")
+        if self.simulated_clock:
+            self.clock_params(0)
+
+    @property
+    def segment_name(self) -> str:
+        return self.shm_name or default_name(self.node_id or None)
+
+    @property
+    def publish_interval_ns(self) -> int:
+        return int(NS_PER_S / self.publish_rate_hz)
+
+    def poll_policy(self) -> PollPolicy:
+        return PollPolicy(
+            min_poll_s=self.min_poll_s,
+            max_poll_s=self.max_poll_s,
+            burst_size=self.burst_size,
+            burst_spacing_s=self.burst_spacing_s,
+            warmup_polls=self.warmup_polls,
+            warmup_interval_s=self.warmup_interval_s,
+            timeout_s=self.timeout_s,
+        )
+
+    def estimator_config(self) -> EstimatorConfig:
+        return EstimatorConfig(
+            max_samples=self.max_samples, drift_tolerance_ppb=self.drift_tolerance_ppm * 1000.0
+        )
+
+    def clock_params(self, epoch_ns: int) -> SimulatedClockParams | None:
+        if not self.simulated_clock:
+            return None
+        raw = dict(self.simulated_clock)
+        known = {"offset_ms", "drift_ppm", "wander_ppm_per_sqrt_s", "seed"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(
+                f"simulated_clock: unknown keys {sorted(unknown)}; known: {sorted(known)}"
+            )
+        try:
+            return SimulatedClockParams(
+                offset_ns=round(float(raw.get("offset_ms", 0.0)) * 1e6),
+                drift_ppm=float(raw.get("drift_ppm", 0.0)),
+                epoch_ns=epoch_ns,
+                wander_ppm_per_sqrt_s=float(raw.get("wander_ppm_per_sqrt_s", 0.0)),
+                seed=int(raw.get("seed", 0)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"simulated_clock: {exc}") from None
+
+    @property
+    def logging_level(self) -> int:
+        return int(getattr(logging, self.log_level.upper()))
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _coerce(name: str, expected: Any, value: Any) -> Any:
+    if expected == "tuple[str, ...]":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if expected == "tuple[tuple[str, float], ...]":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a table, got {value!r}")
+        return tuple(sorted(value.items()))
+    if expected == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if expected == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if expected == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled config type {expected}")
+
+
+def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> DaemonConfig:
+    """Defaults, then the file's values, then the flags' (`None` means not given)."""
+    fields = {f.name: f.type for f in dataclasses.fields(DaemonConfig)}
+    unknown = sorted(set(file_values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown configuration keys: {', '.join(unknown)} (known: {', '.join(sorted(fields))})"
+        )
+    merged: dict[str, Any] = {}
+    for source in (file_values, {k: v for k, v in overrides.items() if v is not None}):
+        for key, value in source.items():
+            merged[key] = _coerce(key, fields[key], value)
+    return DaemonConfig(**merged)
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """A TOML config file as a dict; errors name the file and what is wrong."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None

@@ -1,0 +1,1 @@
+"""NTP: packets (pure), the multi-server sampler, and an embedded server for tests and demos."""

@@ -1,0 +1,159 @@
+"""When to ask each server, and what to do with its answers. No I/O, no clock reads.
+
+Per server: a warm-up of quick polls (like chrony's iburst), then a poll interval that starts
+at `min_poll_s` and doubles after a run of good polls up to `max_poll_s`; failures back off
+exponentially; Kiss-o'-Death RATE doubles the server's own floor, DENY and RSTR retire it.
+The defaults are polite to public pools: 64 s after warm-up, backing off to 1024 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+from chronotick.ntp.packet import KissCode
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PollPolicy:
+    min_poll_s: float = 64.0
+    max_poll_s: float = 1024.0
+    #: exchanges per poll; the one with the smallest delay is kept
+    burst_size: int = 4
+    burst_spacing_s: float = 2.0
+    #: quick polls at start (and after a disruption) to get a model fast
+    warmup_polls: int = 4
+    warmup_interval_s: float = 2.0
+    #: how long to wait for one reply
+    timeout_s: float = 1.0
+    #: good polls in a row before the interval doubles
+    good_polls_to_back_off: int = 4
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_poll_s",
+            "max_poll_s",
+            "burst_spacing_s",
+            "warmup_interval_s",
+            "timeout_s",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.min_poll_s < 1.0:
+            raise ValueError(f"min_poll_s must be at least 1 s, got {self.min_poll_s}")
+        if self.max_poll_s < self.min_poll_s:
+            raise ValueError(
+                f"max_poll_s ({self.max_poll_s}) must be >= min_poll_s ({self.min_poll_s})"
+            )
+        if self.max_poll_s > 36 * 3600:
+            raise ValueError(f"max_poll_s must be at most 36 h, got {self.max_poll_s}")
+        if not 1 <= self.burst_size <= 16:
+            raise ValueError(f"burst_size must be 1-16, got {self.burst_size}")
+        if not 0 <= self.warmup_polls <= 16:
+            raise ValueError(f"warmup_polls must be 0-16, got {self.warmup_polls}")
+        if self.timeout_s <= 0 or self.timeout_s > 60:
+            raise ValueError(f"timeout_s must be in (0, 60], got {self.timeout_s}")
+        if self.good_polls_to_back_off < 1:
+            raise ValueError("good_polls_to_back_off must be >= 1")
+
+
+class ServerHealth(enum.Enum):
+    ACTIVE = "active"
+    RETIRED = "retired"  # told to stop (DENY/RSTR)
+
+
+@dataclasses.dataclass
+class ServerSchedule:
+    """The polling state of one server, driven by monotonic nanoseconds."""
+
+    policy: PollPolicy
+    next_poll_ns: int = 0
+    interval_ns: int = 0
+    floor_ns: int = 0
+    warmup_left: int = 0
+    good_in_row: int = 0
+    failures_in_row: int = 0
+    #: 8-bit reachability register, as in NTP: a bit per poll, 1 when it was answered
+    reach: int = 0
+    health: ServerHealth = ServerHealth.ACTIVE
+    in_flight: bool = False
+
+    def __post_init__(self) -> None:
+        self.floor_ns = int(self.policy.min_poll_s * NS_PER_S)
+        self.interval_ns = self.floor_ns
+        self.warmup_left = self.policy.warmup_polls
+
+    @property
+    def reachable(self) -> bool:
+        return bool(self.reach & 0b111)
+
+    def due(self, now_ns: int) -> bool:
+        return (
+            self.health is ServerHealth.ACTIVE
+            and not self.in_flight
+            and now_ns >= self.next_poll_ns
+        )
+
+    def started(self) -> None:
+        self.in_flight = True
+
+    def _schedule(self, now_ns: int, interval_ns: int) -> None:
+        self.in_flight = False
+        self.next_poll_ns = now_ns + interval_ns
+
+    def _warmup_interval_ns(self) -> int:
+        return int(min(self.policy.warmup_interval_s, self.policy.min_poll_s) * NS_PER_S)
+
+    def on_success(self, now_ns: int, consistent: bool = True) -> None:
+        self.reach = ((self.reach << 1) | 1) & 0xFF
+        self.failures_in_row = 0
+        if self.warmup_left > 0:
+            self.warmup_left -= 1
+            self._schedule(now_ns, self._warmup_interval_ns())
+            return
+        if consistent:
+            self.good_in_row += 1
+            if self.good_in_row >= self.policy.good_polls_to_back_off:
+                self.good_in_row = 0
+                ceiling = max(int(self.policy.max_poll_s * NS_PER_S), self.floor_ns)
+                self.interval_ns = min(self.interval_ns * 2, ceiling)
+        else:
+            self.good_in_row = 0
+            self.interval_ns = self.floor_ns
+        self._schedule(now_ns, max(self.interval_ns, self.floor_ns))
+
+    def on_failure(self, now_ns: int) -> None:
+        """No usable reply: back off (doubling, capped at max poll): a dead server costs little."""
+        self.reach = (self.reach << 1) & 0xFF
+        self.failures_in_row += 1
+        self.good_in_row = 0
+        base = self._warmup_interval_ns() if self.warmup_left > 0 else self.floor_ns
+        ceiling = max(int(self.policy.max_poll_s * NS_PER_S), self.floor_ns)
+        backoff = min(base * (2 ** min(self.failures_in_row - 1, 16)), ceiling)
+        self._schedule(now_ns, backoff)
+
+    def on_kiss(self, now_ns: int, code: KissCode) -> None:
+        self.reach = (self.reach << 1) & 0xFF
+        if code is KissCode.RATE:
+            # Slow down for good: this server's floor doubles, and warm-up ends.
+            self.warmup_left = 0
+            self.floor_ns = max(self.floor_ns, self.interval_ns) * 2
+            self.interval_ns = self.floor_ns
+            self._schedule(now_ns, self.interval_ns)
+        elif code in (KissCode.DENY, KissCode.RSTR):
+            self.health = ServerHealth.RETIRED
+            self.in_flight = False
+        else:
+            self.on_failure(now_ns)
+
+    def restart_warmup(self, now_ns: int) -> None:
+        """After a clock disruption: poll quickly again to rebuild the model."""
+        self.warmup_left = self.policy.warmup_polls
+        self.interval_ns = self.floor_ns
+        self.good_in_row = 0
+        if not self.in_flight:
+            self.next_poll_ns = now_ns

@@ -1,0 +1,187 @@
+"""One poll of one server over UDP: a burst of exchanges, the minimum-delay one kept.
+
+This is the only NTP code that does I/O. It timestamps with the daemon's clock right around
+send and receive, matches replies by a random nonce, and reports every unusable reply by reason
+instead of raising, so one bad server never disturbs the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from chronotick.estimation.samples import Sample
+from chronotick.ntp.packet import (
+    KissCode,
+    KissOfDeath,
+    ReplyError,
+    build_request,
+    offset_and_delay,
+    parse_reply,
+)
+
+NTP_PORT = 123
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerAddress:
+    host: str
+    port: int = NTP_PORT
+
+    @classmethod
+    def parse(cls, text: str) -> ServerAddress:
+        """`HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 literal."""
+        text = text.strip()
+        if not text:
+            raise ValueError("empty server address")
+        host, port = text, NTP_PORT
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0:
+                raise ValueError(f"invalid server address {text!r}: missing ']'")
+            host, rest = text[1:end], text[end + 1 :]
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"invalid server address {text!r}")
+                port = _port(rest[1:], text)
+        elif text.count(":") == 1:
+            host, port_text = text.split(":")
+            port = _port(port_text, text)
+        elif text.count(":") > 1:
+            ipaddress.IPv6Address(text)  # bare IPv6 literal, default port
+        if not host:
+            raise ValueError(f"invalid server address {text!r}: empty host")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == NTP_PORT else f"{host}:{self.port}"
+
+    @property
+    def is_public(self) -> bool:
+        """False for loopback and private literals; names are assumed public."""
+        try:
+            addr = ipaddress.ip_address(self.host)
+        except ValueError:
+            return self.host != "localhost"
+        return addr.is_global
+
+
+def _port(text: str, whole: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"invalid port in server address {whole!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port out of range in server address {whole!r}")
+    return port
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult:
+    server: str
+    sample: Sample | None
+    #: reason label → count, for every exchange that gave no usable sample
+    failures: dict[str, int]
+    kiss: KissCode | None = None
+    stratum: int = 0
+
+
+def poll_server(
+    address: ServerAddress,
+    clock_ns: Callable[[], int],
+    burst_size: int,
+    burst_spacing_s: float,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+) -> PollResult:
+    """Run one burst against `address`; never raises for network or protocol trouble."""
+    name = str(address)
+    failures: Counter[str] = Counter()
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return PollResult(name, None, {f"resolve_failed: {exc}": 1})
+    family, _type, _proto, _canon, sockaddr = infos[0]
+    best: Sample | None = None
+    kiss: KissCode | None = None
+    stratum = 0
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            return PollResult(name, None, {f"unreachable: {exc.strerror}": 1})
+        for k in range(burst_size):
+            if k:
+                sleep(burst_spacing_s)
+            try:
+                sample, stratum = _exchange(sock, name, clock_ns, timeout_s, failures)
+            except KissOfDeath as kod:
+                kiss = kod.code
+                failures[kod.reason + ":" + kod.code.value] += 1
+                break
+            except ReplyError as exc:
+                failures[exc.reason] += 1
+                continue
+            if best is None or sample.delay_ns < best.delay_ns:
+                best = sample
+    return PollResult(name, best, dict(failures), kiss, stratum)
+
+
+def _exchange(
+    sock: socket.socket,
+    name: str,
+    clock_ns: Callable[[], int],
+    timeout_s: float,
+    ignored: Counter[str],
+) -> tuple[Sample, int]:
+    """One request and its reply; datagrams that are not our answer are counted and skipped."""
+    nonce = secrets.randbits(64)
+    request = build_request(nonce)
+    deadline = time.monotonic() + timeout_s
+    t1 = clock_ns()
+    try:
+        sock.send(request)
+    except OSError as exc:
+        raise ReplyError("send_failed", exc.strerror or str(exc)) from None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ReplyError("timeout", f"no reply within {timeout_s} s")
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(1024)
+        except TimeoutError:
+            raise ReplyError("timeout", f"no reply within {timeout_s} s") from None
+        except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
+            raise ReplyError("unreachable", exc.strerror or str(exc)) from None
+        t4 = clock_ns()
+        try:
+            reply = parse_reply(data, nonce, t4)
+        except KissOfDeath:
+            raise
+        except ReplyError as exc:
+            if exc.reason in ("bogus_origin", "malformed", "bad_mode"):
+                ignored[exc.reason] += 1  # not our answer (late, duplicated, forged)
+                continue
+            raise
+        offset, delay = offset_and_delay(t1, reply.receive_ns, reply.transmit_ns, t4)
+        if delay < 0:
+            raise ReplyError("negative_delay", f"round trip {delay} ns")
+        precision_ns = max(1, int(2.0**reply.precision_log2 * 1e9))
+        sample = Sample(
+            local_ns=(t1 + t4) // 2,
+            offset_ns=offset,
+            delay_ns=delay,
+            source=name,
+            root_delay_ns=reply.root_delay_ns,
+            root_dispersion_ns=reply.root_dispersion_ns,
+            stratum=reply.stratum,
+            precision_ns=precision_ns,
+        )
+        return sample, reply.stratum

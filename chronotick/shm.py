@@ -1,0 +1,485 @@
+"""The shared-memory segment: its layout, its writer and its reader, in one place.
+
+The daemon is the only writer; any number of local processes read. docs/shm-layout.md describes
+the same layout byte by byte for readers in other languages; tests check the two agree.
+
+Consistency: a seqlock. The generation at byte 16 is odd while the writer writes and a copy of it
+(the tail, byte 88) closes the hot fields. The writer stores head := g+1, tail := g+1, then the
+fields, then tail := g+2, head := g+2. A reader that loads head, the hot fields and tail in that
+order (one `struct` unpack does) and finds head == tail, even and non-zero, read one record whole:
+the tail still equal to head means the next write had not begun when the fields were read. The
+classic reader (head, fields, head again; equal and even) also works, for every field.
+
+Readers map the file under /dev/shm read-only with `mmap`: `multiprocessing.shared_memory`
+registers readers with its resource tracker, which unlinks the segment when a reader exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import mmap
+import os
+import re
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chronotick.clocks import SimulatedClock, SimulatedClockParams
+from chronotick.model import NS_PER_S, ClockModel
+from chronotick.status import ClockStatus
+
+MAGIC = b"CHRNTICK"
+LAYOUT_VERSION = 1
+SEGMENT_SIZE = 512
+SHM_DIR = "/dev/shm"
+DEFAULT_SHM_NAME = "chronotick"
+
+#: bytes 0-15: identifies the segment; written once, before the segment becomes visible
+HEADER = struct.Struct("<8sHHI")
+#: bytes 16-95: what `now()` needs, between the two generation counters
+HOT = struct.Struct("<QqqqqdqdIIQ")
+HOT_OFFSET = 16
+GENERATION = struct.Struct("<Q")
+TAIL_OFFSET = 88
+FLAGS_OFFSET = 84
+#: bytes 96-255: the rest of the model and the daemon's description of itself
+INFO = struct.Struct("<ddddqIHHqqqqII32s32s")
+INFO_OFFSET = 96
+#: bytes 256-511: the base clock's parameters as UTF-8 JSON, NUL padded; empty: CLOCK_REALTIME
+CLOCK_PARAMS_OFFSET = 256
+CLOCK_PARAMS_SIZE = 256
+
+FLAG_CLOSED = 1  # the daemon shut down cleanly: the data will not be refreshed
+
+CLOCK_REALTIME_KIND = 0
+CLOCK_SIMULATED_KIND = 1
+
+assert HEADER.size == HOT_OFFSET
+assert HOT_OFFSET + HOT.size == INFO_OFFSET
+assert INFO_OFFSET + INFO.size <= CLOCK_PARAMS_OFFSET
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class ShmError(Exception):
+    """Base of the errors a reader can meet."""
+
+
+class NoDaemonError(ShmError):
+    """No segment, or the daemon that wrote it shut down."""
+
+
+class StaleDataError(ShmError):
+    """The segment exists but its data is past `void_after`: the daemon stopped publishing."""
+
+
+class IncompatibleLayoutError(ShmError):
+    """The file is not a ChronoTick segment, or has a layout version this reader cannot read."""
+
+
+class ClockDisruptedError(ShmError):
+    """The base clock stepped since the data was published, or the daemon says it did."""
+
+
+class NotSynchronizedError(ShmError):
+    """The daemon runs but has no usable model yet (warming up or restarting)."""
+
+    def __init__(self, message: str, status: ClockStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid shared-memory name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def segment_path(name: str) -> str:
+    return os.path.join(SHM_DIR, validate_name(name))
+
+
+def default_name(node_id: str | None = None) -> str:
+    """`chronotick`, or `chronotick-NODE` where several nodes share one machine."""
+    return DEFAULT_SHM_NAME if not node_id else validate_name(f"{DEFAULT_SHM_NAME}-{node_id}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonInfo:
+    """What the daemon says of itself (`get_daemon_info()`)."""
+
+    node_id: str
+    pid: int
+    started_ns: int
+    publish_interval_ns: int
+    trusted_for_ns: int
+    poll_interval_ns: int
+    sources_configured: int
+    sources_reachable: int
+    clock_kind: int
+    clock_params: SimulatedClockParams | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the whole record, with the clocks read right after it."""
+
+    model: ClockModel
+    as_of_monotonic_ns: int
+    void_after_monotonic_ns: int
+    flags: int
+    info: DaemonInfo
+    realtime_ns: int
+    monotonic_ns: int
+
+
+def _encode_text(text: str, size: int) -> bytes:
+    return text.encode("utf-8")[:size]
+
+
+def _decode_text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+
+class SegmentWriter:
+    """The daemon's side. Creates the segment atomically and holds a lock so there is one writer."""
+
+    def __init__(
+        self,
+        name: str,
+        node_id: str = "",
+        clock_params: SimulatedClockParams | None = None,
+        publish_interval_ns: int = NS_PER_S // 10,
+        trusted_for_ns: int = NS_PER_S,
+        void_after_ns: int = 10 * NS_PER_S,
+    ) -> None:
+        self.name = validate_name(name)
+        self.path = segment_path(name)
+        self.node_id = node_id
+        self.clock_params = clock_params
+        self.publish_interval_ns = publish_interval_ns
+        self.trusted_for_ns = trusted_for_ns
+        self.void_after_ns = void_after_ns
+        self._started_ns = time.time_ns()
+        self._generation = 0
+        self._lock_fd = self._take_lock()
+        self._mm, self._inode = self._create()
+
+    def _take_lock(self) -> int:
+        lock_path = os.path.join(SHM_DIR, f".{self.name}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RuntimeError(
+                    f"another chronotick daemon is writing segment {self.name!r} "
+                    f"(lock {lock_path} is held)"
+                ) from exc
+            raise
+        return fd
+
+    def _close_previous(self) -> None:
+        """Mark a segment left by a crashed daemon closed, so its readers move on at once."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < SEGMENT_SIZE:
+                return
+            with mmap.mmap(fd, SEGMENT_SIZE) as old:
+                magic, version, _hot, _size = HEADER.unpack_from(old, 0)
+                if magic != MAGIC or version != LAYOUT_VERSION:
+                    return
+                g = GENERATION.unpack_from(old, HOT_OFFSET)[0] | 1  # odd: writing
+                GENERATION.pack_into(old, HOT_OFFSET, g)
+                GENERATION.pack_into(old, TAIL_OFFSET, g)
+                struct.pack_into("<I", old, FLAGS_OFFSET, FLAG_CLOSED)
+                GENERATION.pack_into(old, TAIL_OFFSET, g + 1)
+                GENERATION.pack_into(old, HOT_OFFSET, g + 1)
+        finally:
+            os.close(fd)
+
+    def _create(self) -> tuple[mmap.mmap, int]:
+        self._close_previous()
+        tmp = os.path.join(SHM_DIR, f".{self.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, SEGMENT_SIZE)
+            mm = mmap.mmap(fd, SEGMENT_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        HEADER.pack_into(mm, 0, MAGIC, LAYOUT_VERSION, HOT_OFFSET, SEGMENT_SIZE)
+        params = b""
+        if self.clock_params is not None:
+            params = self.clock_params.to_json().encode("utf-8")
+            if len(params) > CLOCK_PARAMS_SIZE:
+                raise ValueError("simulated clock parameters do not fit the segment (256 bytes)")
+        mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + len(params)] = params
+        self._mm = mm
+        self.publish(ClockModel.unknown(time.time_ns()), 0, 0, 0)
+        # Readers only ever see a complete segment: it appears under its name whole.
+        os.rename(tmp, self.path)
+        return mm, inode
+
+    def publish(
+        self,
+        model: ClockModel,
+        poll_interval_ns: int,
+        sources_configured: int,
+        sources_reachable: int,
+        monotonic_ns: int | None = None,
+        flags: int = 0,
+    ) -> None:
+        """Write one record under the seqlock. `model.as_of_ns` is the base-clock reading."""
+        mono = time.monotonic_ns() if monotonic_ns is None else monotonic_ns
+        void_after = mono + self.void_after_ns if not flags & FLAG_CLOSED else mono
+        mm = self._mm
+        g = self._generation
+        GENERATION.pack_into(mm, HOT_OFFSET, g + 1)
+        GENERATION.pack_into(mm, TAIL_OFFSET, g + 1)
+        bound = model.bound_ns if model.status.gives_interval else 0
+        HOT.pack_into(
+            mm,
+            HOT_OFFSET,
+            g + 1,
+            model.as_of_ns,
+            mono,
+            void_after,
+            model.offset_ns,
+            model.drift_ppb,
+            bound,
+            model.bound_rate_ppb,
+            int(model.status),
+            flags,
+            g + 1,
+        )
+        clock_kind = CLOCK_REALTIME_KIND if self.clock_params is None else CLOCK_SIMULATED_KIND
+        INFO.pack_into(
+            mm,
+            INFO_OFFSET,
+            model.sigma_ns if model.status.gives_interval else float("inf"),
+            model.sigma_cov_ns2_per_s,
+            model.sigma_drift_ppb,
+            model.wander_ns2_per_s,
+            model.last_sample_ns,
+            model.samples_used,
+            min(sources_configured, 0xFFFF),
+            min(sources_reachable, 0xFFFF),
+            poll_interval_ns,
+            self.publish_interval_ns,
+            self.trusted_for_ns,
+            self._started_ns,
+            os.getpid(),
+            clock_kind,
+            _encode_text(model.source, 32),
+            _encode_text(self.node_id, 32),
+        )
+        GENERATION.pack_into(mm, TAIL_OFFSET, g + 2)
+        GENERATION.pack_into(mm, HOT_OFFSET, g + 2)
+        self._generation = g + 2
+
+    def close(self, unlink: bool = True) -> None:
+        """Mark the data stale and closed (readers stop at once), then remove the segment."""
+        if self._mm.closed:
+            return
+        self.publish(ClockModel.unknown(time.time_ns()), 0, 0, 0, flags=FLAG_CLOSED)
+        self._mm.close()
+        if unlink:
+            try:
+                if os.stat(self.path).st_ino == self._inode:
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self._lock_fd)
+
+
+class SegmentReader:
+    """A read-only view of a segment; re-attaches when the daemon replaced it."""
+
+    def __init__(self, name: str = DEFAULT_SHM_NAME) -> None:
+        self.name = validate_name(name)
+        self.path = segment_path(name)
+        self._mm: mmap.mmap | None = None
+        self._inode = -1
+        self.realtime_ns: Callable[[], int] = time.time_ns
+        self.clock_params: SimulatedClockParams | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self._mm is not None
+
+    def attach(self) -> None:
+        """Map the segment; raise NoDaemonError or IncompatibleLayoutError with the reason."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NoDaemonError(
+                f"no ChronoTick segment at {self.path}: is chronotick-daemon running "
+                f"with --shm-name {self.name}?"
+            ) from None
+        except PermissionError as exc:
+            raise NoDaemonError(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_size < HEADER.size:
+                raise IncompatibleLayoutError(
+                    f"{self.path} is {st.st_size} bytes: too small to be a ChronoTick segment"
+                )
+            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        magic, version, _hot_offset, size = HEADER.unpack_from(mm, 0)
+        if magic != MAGIC:
+            mm.close()
+            raise IncompatibleLayoutError(
+                f"{self.path} is not a ChronoTick segment (magic {magic!r}, expected {MAGIC!r})"
+            )
+        if version != LAYOUT_VERSION or size < SEGMENT_SIZE or st.st_size < SEGMENT_SIZE:
+            mm.close()
+            raise IncompatibleLayoutError(
+                f"{self.path} has layout version {version} ({size} bytes); this client reads "
+                f"version {LAYOUT_VERSION} ({SEGMENT_SIZE} bytes): upgrade the older side"
+            )
+        raw = bytes(mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + CLOCK_PARAMS_SIZE])
+        params_text = raw.split(b"\0", 1)[0].decode("utf-8")
+        if params_text:
+            self.clock_params = SimulatedClockParams.from_json(params_text)
+            self.realtime_ns = SimulatedClock(self.clock_params).now_ns
+        else:
+            self.clock_params = None
+            self.realtime_ns = time.time_ns
+        self.close()
+        self._mm = mm
+        self._inode = st.st_ino
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+
+    def replaced(self) -> bool:
+        """Whether the name now points to another segment than the one mapped."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return False
+
+    def mapping(self) -> mmap.mmap:
+        """The mapped segment, attaching (or re-attaching after a restart) when needed."""
+        if self._mm is None or self.replaced():
+            self.attach()
+        assert self._mm is not None
+        return self._mm
+
+    def read_hot(self) -> tuple[Any, ...]:
+        """A consistent copy of the hot fields (retries while the writer writes)."""
+        mm = self._mm if self._mm is not None else self.mapping()
+        for _ in range(10_000):
+            fields = HOT.unpack_from(mm, HOT_OFFSET)
+            gen = fields[0]
+            if gen == fields[10] and not gen & 1 and gen:
+                return fields
+        raise StaleDataError(f"{self.path}: the writer never finished a record (stuck mid-write)")
+
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of every field, checked for staleness and re-attached if replaced."""
+        for attempt in range(2):
+            mm = self.mapping() if attempt or self._mm is None else self._mm
+            for _ in range(10_000):
+                g1 = GENERATION.unpack_from(mm, HOT_OFFSET)[0]
+                hot = HOT.unpack_from(mm, HOT_OFFSET)
+                info = INFO.unpack_from(mm, INFO_OFFSET)
+                if not g1 & 1 and g1 and GENERATION.unpack_from(mm, HOT_OFFSET)[0] == g1:
+                    break
+            else:
+                raise StaleDataError(f"{self.path}: the writer never finished a record")
+            realtime = self.realtime_ns()
+            mono = time.monotonic_ns()
+            flags, void_after = hot[9], hot[3]
+            if (flags & FLAG_CLOSED or mono > void_after) and self.replaced():
+                self.close()
+                continue  # the daemon restarted: read its new segment
+            return self._build(hot, info, realtime, mono)
+        raise NoDaemonError(f"{self.path}: the segment keeps changing under the reader")
+
+    def _build(
+        self, hot: tuple[Any, ...], info: tuple[Any, ...], realtime: int, mono: int
+    ) -> Snapshot:
+        (_g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, _t) = hot
+        (sigma, cov, sigma_drift, wander, last_sample, used, configured, reachable, poll,
+         publish, trusted, started, pid, clock_kind, source, node_id) = info  # fmt: skip
+        model = ClockModel(
+            as_of_ns=int(as_of),
+            offset_ns=int(offset),
+            drift_ppb=float(drift),
+            sigma_ns=float(sigma),
+            sigma_cov_ns2_per_s=float(cov),
+            sigma_drift_ppb=float(sigma_drift),
+            wander_ns2_per_s=float(wander),
+            bound_ns=int(bound),
+            bound_rate_ppb=float(rate),
+            status=ClockStatus(status)
+            if status in ClockStatus._value2member_map_
+            else (ClockStatus.UNKNOWN),
+            last_sample_ns=int(last_sample),
+            samples_used=int(used),
+            source=_decode_text(source),
+        )
+        daemon = DaemonInfo(
+            node_id=_decode_text(node_id),
+            pid=int(pid),
+            started_ns=int(started),
+            publish_interval_ns=int(publish),
+            trusted_for_ns=int(trusted),
+            poll_interval_ns=int(poll),
+            sources_configured=int(configured),
+            sources_reachable=int(reachable),
+            clock_kind=int(clock_kind),
+            clock_params=self.clock_params,
+        )
+        return Snapshot(
+            model=model,
+            as_of_monotonic_ns=int(as_of_mono),
+            void_after_monotonic_ns=int(void_after),
+            flags=int(flags),
+            info=daemon,
+            realtime_ns=realtime,
+            monotonic_ns=mono,
+        )
+
+
+def describe_layout() -> list[tuple[int, int, str, str]]:
+    """(offset, size, struct code, field) of every field; docs/shm-layout.md must agree."""
+    rows: list[tuple[int, int, str, str]] = []
+    groups = [
+        (0, HEADER, ["magic", "layout_version", "hot_offset", "segment_size"]),
+        (HOT_OFFSET, HOT, ["generation", "as_of_realtime_ns", "as_of_monotonic_ns",
+                           "void_after_monotonic_ns", "offset_ns", "drift_ppb", "bound_ns",
+                           "bound_rate_ppb", "status", "flags", "generation_tail"]),
+        (INFO_OFFSET, INFO, ["sigma_ns", "sigma_cov_ns2_per_s", "sigma_drift_ppb",
+                             "wander_ns2_per_s", "last_sample_realtime_ns", "samples_used",
+                             "sources_configured", "sources_reachable", "poll_interval_ns",
+                             "publish_interval_ns", "trusted_for_ns", "daemon_started_realtime_ns",
+                             "writer_pid", "clock_kind", "source", "node_id"]),
+    ]  # fmt: skip
+    for base, st, names in groups:
+        offset = base
+        codes = re.findall(r"\d*[a-zA-Z]", st.format[1:])
+        for code, field in zip(codes, names, strict=True):
+            size = struct.calcsize("<" + code)
+            rows.append((offset, size, code, field))
+            offset += size
+    rows.append(
+        (CLOCK_PARAMS_OFFSET, CLOCK_PARAMS_SIZE, f"{CLOCK_PARAMS_SIZE}s", "clock_params_json")
+    )
+    return rows
