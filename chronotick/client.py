@@ -176,7 +176,9 @@ class ChronoTickClient:
         status = snap.model.status
         elapsed_real = snap.realtime_ns - snap.model.as_of_ns
         elapsed_mono = snap.monotonic_ns - snap.as_of_monotonic_ns
-        if abs(elapsed_real - elapsed_mono) > STEP_TOLERANCE_NS + (abs(elapsed_mono) >> 11):
+        if status.gives_interval and abs(elapsed_real - elapsed_mono) > STEP_TOLERANCE_NS + (
+            abs(elapsed_mono) >> 11
+        ):
             status = ClockStatus.DISRUPTED
         elif status is ClockStatus.SYNCHRONIZED and elapsed_mono > snap.info.trusted_for_ns:
             status = ClockStatus.FREE_RUNNING

@@ -167,6 +167,9 @@ class SegmentWriter:
         self.trusted_for_ns = trusted_for_ns
         self.void_after_ns = void_after_ns
         self._started_ns = time.time_ns()
+        self._base_clock_ns: Callable[[], int] = (
+            SimulatedClock(clock_params).now_ns if clock_params is not None else time.time_ns
+        )
         self._generation = 0
         self._lock_fd = self._take_lock()
         self._mm, self._inode = self._create()
@@ -226,7 +229,7 @@ class SegmentWriter:
                 raise ValueError("simulated clock parameters do not fit the segment (256 bytes)")
         mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + len(params)] = params
         self._mm = mm
-        self.publish(ClockModel.unknown(time.time_ns()), 0, 0, 0)
+        self.publish(ClockModel.unknown(self._base_clock_ns()), 0, 0, 0)
         # Readers only ever see a complete segment: it appears under its name whole.
         os.rename(tmp, self.path)
         return mm, inode
@@ -240,8 +243,15 @@ class SegmentWriter:
         monotonic_ns: int | None = None,
         flags: int = 0,
     ) -> None:
-        """Write one record under the seqlock. `model.as_of_ns` is the base-clock reading."""
-        mono = time.monotonic_ns() if monotonic_ns is None else monotonic_ns
+        """Write one record under the seqlock.
+
+        `model.as_of_ns` is a base-clock reading and `monotonic_ns` CLOCK_MONOTONIC at that same
+        instant (readers compare the two to notice steps). Without it, the instant is carried
+        over from a fresh reading of the base clock.
+        """
+        if monotonic_ns is None:
+            monotonic_ns = time.monotonic_ns() - (self._base_clock_ns() - model.as_of_ns)
+        mono = monotonic_ns
         void_after = mono + self.void_after_ns if not flags & FLAG_CLOSED else mono
         mm = self._mm
         g = self._generation
@@ -292,7 +302,7 @@ class SegmentWriter:
         """Mark the data stale and closed (readers stop at once), then remove the segment."""
         if self._mm.closed:
             return
-        self.publish(ClockModel.unknown(time.time_ns()), 0, 0, 0, flags=FLAG_CLOSED)
+        self.publish(ClockModel.unknown(self._base_clock_ns()), 0, 0, 0, flags=FLAG_CLOSED)
         self._mm.close()
         if unlink:
             try:

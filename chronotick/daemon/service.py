@@ -18,7 +18,7 @@ from chronotick.clocks import Clock, SimulatedClock, SystemClock
 from chronotick.daemon.config import DaemonConfig
 from chronotick.daemon.disruption import ClockReadings, DisruptionDetector
 from chronotick.daemon.stopper import Stopper
-from chronotick.estimation.estimator import RegressionEstimator
+from chronotick.estimation.estimator import RegressionEstimator, Verdict
 from chronotick.estimation.samples import Sample
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.packet import KissCode
@@ -39,6 +39,7 @@ class _Server:
     ever_reached: bool = False
     was_reachable: bool = False
     lost: bool = False
+    polls_done: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Daemon:
         self.rejected: dict[str, int] = {}
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._disrupted_at_ns = 0
+        self._pending: list[Sample] = []
         self._stop = Stopper()
         self.writer: SegmentWriter | None = None
 
@@ -117,6 +119,7 @@ class Daemon:
             log.warning("%s: restarting the model and polling quickly", disruption.describe())
             self.estimator.reset(disrupted=True)
             self._disrupted_at_ns = readings.realtime_ns
+            self._pending.clear()
             for server in self.servers.values():
                 server.latest = None
                 server.schedule.restart_warmup(readings.monotonic_ns)
@@ -126,11 +129,12 @@ class Daemon:
             except queue.Empty:
                 break
             self._take(finished, readings.monotonic_ns)
+        self._process_pending()
         for name, server in self.servers.items():
             if server.schedule.due(readings.monotonic_ns):
                 server.schedule.started()
                 self._start_poll(name, server.address, readings.realtime_ns)
-        self._publish(self.clock.now_ns(), readings.monotonic_ns)
+        self._publish()
 
     def _read_clocks(self) -> ClockReadings:
         raw = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
@@ -162,6 +166,7 @@ class Daemon:
 
     def _take(self, finished: _Finished, monotonic_ns: int) -> None:
         server = self.servers[finished.server]
+        server.polls_done += 1
         result = finished.result
         schedule = server.schedule
         for reason, count in result.failures.items():
@@ -199,16 +204,31 @@ class Daemon:
                 sample.offset_ns / 1e6,
             )
         server.latest = sample
-        verdict_reason = self._falseticker_reason(sample)
-        if verdict_reason:
-            schedule.on_success(monotonic_ns, consistent=False)
-            self._reject(sample, verdict_reason)
-        else:
-            verdict = self.estimator.add(sample)
-            schedule.on_success(monotonic_ns, consistent=verdict.accepted)
-            if not verdict.accepted:
-                self._reject(sample, verdict.reason)
+        schedule.on_success(monotonic_ns)
+        self._pending.append(sample)
         self._note_reach(server)
+
+    def _first_round_done(self) -> bool:
+        """Every server answered or failed once: only then can selection compare them all.
+
+        Without this barrier the first answer to arrive would be believed unchecked, and a
+        falseticker that happens to answer first would seed the model.
+        """
+        return all(
+            s.polls_done > 0 or s.schedule.health is ServerHealth.RETIRED
+            for s in self.servers.values()
+        )
+
+    def _process_pending(self) -> None:
+        if not self._pending or not self._first_round_done():
+            return
+        for sample in sorted(self._pending, key=lambda s: s.local_ns):
+            reason = self._falseticker_reason(sample)
+            verdict = Verdict(False, reason) if reason else self.estimator.add(sample)
+            if not verdict.accepted:
+                self.servers[sample.source].schedule.on_inconsistent()
+                self._reject(sample, verdict.reason)
+        self._pending.clear()
 
     def _note_reach(self, server: _Server) -> None:
         reachable = server.schedule.reachable
@@ -242,12 +262,12 @@ class Daemon:
         tolerance_ppb = self.config.drift_tolerance_ppm * 1000.0
         intervals = []
         for server in self.servers.values():
-            latest = server.latest
-            if latest is None or sample.local_ns - latest.local_ns > horizon_ns:
+            latest = sample if str(server.address) == sample.source else server.latest
+            if latest is None or abs(sample.local_ns - latest.local_ns) > horizon_ns:
                 continue
             age_s = (sample.local_ns - latest.local_ns) / NS_PER_S
             center = latest.offset_ns + int(drift * age_s)
-            half = latest.half_width_ns + int(tolerance_ppb * age_s)
+            half = latest.half_width_ns + int(tolerance_ppb * abs(age_s))
             intervals.append(SourceInterval(latest.source, center - half, center + half))
         if len(intervals) < 3:
             return ""
@@ -271,7 +291,10 @@ class Daemon:
         burst_ns = int(policy.burst_size * (policy.burst_spacing_s + policy.timeout_s) * NS_PER_S)
         return 3 * max(intervals, default=0) + burst_ns
 
-    def _publish(self, realtime_ns: int, monotonic_ns: int) -> None:
+    def _publish(self) -> None:
+        # One pair of readings, taken together: readers compare them to notice steps.
+        monotonic_ns = time.monotonic_ns()
+        realtime_ns = self.clock.now_ns()
         model = self.estimator.estimate(realtime_ns, self._fresh_for_ns())
         if model.status is not self.model.status:
             self._log_status(self.model.status, model)

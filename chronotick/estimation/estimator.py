@@ -80,8 +80,13 @@ class RegressionEstimator:
 
     def add(self, sample: Sample) -> Verdict:
         """Take a measurement, or reject it as an outlier against the current line."""
-        if self._samples and sample.local_ns <= self._samples[-1].local_ns:
-            return Verdict(False, "out_of_order")
+        if any(s.local_ns == sample.local_ns and s.source == sample.source for s in self._samples):
+            return Verdict(False, "duplicate")
+        if (
+            len(self._samples) == self._samples.maxlen
+            and sample.local_ns < self._samples[0].local_ns
+        ):
+            return Verdict(False, "too_old")
         if self._fit is not None and len(self._samples) >= self.config.min_samples:
             x = (sample.local_ns - self._fit_origin_ns) / NS_PER_S
             residual = sample.offset_ns - self._fit.predict_ns(x)
@@ -100,7 +105,13 @@ class RegressionEstimator:
                 self._samples.clear()
                 self._samples.extend(keep)
         self._rejected_in_row = 0
-        self._samples.append(sample)
+        # Polls of several servers finish in any order: keep the window sorted by time.
+        if self._samples and sample.local_ns < self._samples[-1].local_ns:
+            ordered = sorted([*self._samples, sample], key=lambda s: s.local_ns)
+            self._samples.clear()
+            self._samples.extend(ordered[-self.config.max_samples :])
+        else:
+            self._samples.append(sample)
         self._refit()
         if len(self._samples) >= self.config.min_samples:
             self._disrupted = False

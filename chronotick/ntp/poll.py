@@ -126,6 +126,11 @@ class ServerSchedule:
             self.interval_ns = self.floor_ns
         self._schedule(now_ns, max(self.interval_ns, self.floor_ns))
 
+    def on_inconsistent(self) -> None:
+        """The last sample was refused (outlier, falseticker): poll at the floor again."""
+        self.good_in_row = 0
+        self.interval_ns = self.floor_ns
+
     def on_failure(self, now_ns: int) -> None:
         """No usable reply: back off (doubling, capped at max poll): a dead server costs little."""
         self.reach = (self.reach << 1) & 0xFF
