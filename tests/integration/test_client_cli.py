@@ -1,0 +1,129 @@
+"""`chronotick-client`, the example and the demo, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chronotick.client import TimeInfo
+from chronotick.daemon.config import build_config
+from chronotick.daemon.service import Daemon
+from chronotick.daemon.stopper import Stopper
+from chronotick.status import ClockStatus
+from tests.helpers.fake_ntp import FakeNtpServer, honest_reply
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def synced_segment() -> Iterator[str]:
+    """A daemon synchronized to an honest local server, for the whole module."""
+    name = f"test-cli-{uuid.uuid4().hex[:8]}"
+    with FakeNtpServer(lambda r: [honest_reply(r, offset_ns=20_000_000)]) as server:
+        config = build_config(
+            {
+                "servers": [server.address],
+                "shm_name": name,
+                "min_poll_s": 1.0,
+                "max_poll_s": 2.0,
+                "burst_size": 2,
+                "burst_spacing_s": 0.05,
+                "warmup_interval_s": 0.5,
+            },
+            {},
+        )
+        daemon = Daemon(config)
+        stop = Stopper()
+        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while daemon.model.status is not ClockStatus.SYNCHRONIZED:
+            assert time.monotonic() < deadline, "the daemon did not synchronize"
+            time.sleep(0.1)
+        try:
+            yield name
+        finally:
+            stop.set()
+            thread.join(10)
+            Path(f"/dev/shm/.{name}.lock").unlink(missing_ok=True)
+
+
+def client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chronotick.client_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+def test_time_json_is_one_object_with_every_timeinfo_field(synced_segment: str) -> None:
+    result = client("--shm-name", synced_segment, "--json", "time")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    reading = json.loads(lines[0])
+    expected = {f for f in TimeInfo.__dataclass_fields__}
+    assert expected <= set(reading), expected - set(reading)
+    assert reading["status"] == "SYNCHRONIZED"
+    assert abs(reading["offset_correction"] - 0.020) < 0.001
+    assert reading["error_bound_seconds"] > 0 and reading["uncertainty_seconds"] > 0
+    assert abs(reading["corrected_time_ns"] - reading["system_time_ns"] - 20_000_000) < 1_000_000
+
+
+def test_time_status_and_watch_in_text(synced_segment: str) -> None:
+    result = client("--shm-name", synced_segment, "time")
+    assert result.returncode == 0 and "SYNCHRONIZED" in result.stdout and "bound ±" in result.stdout
+    status = client("--shm-name", synced_segment, "--json", "status")
+    assert status.returncode == 0
+    info = json.loads(status.stdout)
+    assert info["status"] == "SYNCHRONIZED" and info["sources_configured"] == 1
+    watch = client("--shm-name", synced_segment, "watch", "--count", "3", "--interval", "0.1")
+    assert watch.returncode == 0 and watch.stdout.count("SYNCHRONIZED") == 3
+
+
+def test_no_daemon_is_a_clear_error() -> None:
+    name = f"test-none-{uuid.uuid4().hex[:8]}"
+    result = client("--shm-name", name, "time")
+    assert result.returncode == 1
+    assert f"no ChronoTick segment at /dev/shm/{name}" in result.stderr
+    as_json = client("--shm-name", name, "--json", "time")
+    assert json.loads(as_json.stdout)["error"] == "NoDaemonError"
+    assert client("--shm-name", "bad/name", "time").returncode == 2
+
+
+def test_simple_client_example_runs(synced_segment: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "examples/simple_client_example.py", "--shm-name", synced_segment],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for label in ("corrected time", "uncertainty σ", "error bound", "status", "woke at target"):
+        assert label in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_and_its_bound_holds() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chronotick.demo", "--seconds", "12"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SYNCHRONIZED" in result.stdout
+    assert "bound violations 0" in result.stdout
