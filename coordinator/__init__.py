@@ -1,1 +1,4 @@
-"""ChronoTick across hosts: discovery, peers, agreement (see DESIGN.md). Imports chronotick, never the reverse."""
+"""ChronoTick across hosts: discovery, peers, agreement (see DESIGN.md).
+
+`coordinator` imports `chronotick`, never the reverse.
+"""
