@@ -133,6 +133,11 @@ def _time_info(model: ClockModel, status: ClockStatus, system_ns: int) -> TimeIn
     )
 
 
+def _interval(model: ClockModel, t: int) -> tuple[int, int]:
+    corrected, half = model.corrected_ns(t), model.bound_at(t)
+    return corrected - half, corrected + half
+
+
 class ChronoTickClient:
     """Reads the daemon's segment. Safe to construct before the daemon starts.
 
@@ -206,27 +211,29 @@ class ChronoTickClient:
         mm = reader._mm
         if mm is None:
             mm = reader.mapping()
-        for _ in range(10_000):
+        (g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, tail) = (
+            HOT.unpack_from(mm, HOT_OFFSET)
+        )
+        t = reader.realtime_ns()
+        m = time.monotonic_ns()
+        if g != tail or g & 1 or not g:  # mid-write: wait for a whole record
             (g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, tail) = (
-                HOT.unpack_from(mm, HOT_OFFSET)
+                reader.read_hot()
             )
             t = reader.realtime_ns()
             m = time.monotonic_ns()
-            if g != tail or g & 1 or not g:
-                continue
-            age = m - as_of_mono
-            if (
-                (status == 1 or status == 2)
-                and m <= void_after
-                and not flags
-                and abs(t - as_of - age) <= (STEP_TOLERANCE_NS + (age >> 11))
-            ):
-                dt = t - as_of if t > as_of else 0
-                corrected = t + offset + int(drift * dt * 1e-9)
-                half = bound + int(rate * dt * 1e-9)
-                return corrected - half, corrected + half
-            return self._refuse()
-        raise StaleDataError(f"segment {self.shm_name!r}: the writer never finished a record")
+        age = m - as_of_mono
+        if (
+            (status == 1 or status == 2)
+            and m <= void_after
+            and not flags & FLAG_CLOSED
+            and abs(t - as_of - age) <= (STEP_TOLERANCE_NS + (abs(age) >> 11))
+        ):
+            dt = t - as_of if t > as_of else 0
+            corrected = t + offset + int(drift * dt * 1e-9)
+            half = bound + int(rate * dt * 1e-9)
+            return corrected - half, corrected + half
+        return self._refuse()
 
     def now(self) -> tuple[float, float]:
         """(earliest, latest) in seconds since the epoch, like TrueTime's TT.now()."""
@@ -246,7 +253,9 @@ class ChronoTickClient:
                 f"{snap.model.samples_used} samples)",
                 status,
             )
-        return self.now_ns()
+        # the hot path refused but the full read accepts (a record that changed in between):
+        # answer from the full read rather than calling the hot path again
+        return _interval(snap.model, snap.realtime_ns)
 
     # -- waiting ----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ class ClockModel:
     source: str = "none"
 
     def offset_at(self, t_ns: int) -> int:
-        return self.offset_ns + int(self.drift_ppb * (t_ns - self.as_of_ns) * 1e-9)
+        return self.offset_ns + int(self.drift_ppb * max(0, t_ns - self.as_of_ns) * 1e-9)
 
     def corrected_ns(self, t_ns: int) -> int:
         return t_ns + self.offset_at(t_ns)

@@ -93,7 +93,7 @@ class NotSynchronizedError(ShmError):
 
 
 def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise ValueError(
             f"invalid shared-memory name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -140,7 +140,8 @@ class Snapshot:
 
 
 def _encode_text(text: str, size: int) -> bytes:
-    return text.encode("utf-8")[:size]
+    # cut at a character boundary: drop a partial trailing UTF-8 sequence
+    return text.encode("utf-8")[:size].decode("utf-8", "ignore").encode("utf-8")
 
 
 def _decode_text(raw: bytes) -> str:
@@ -172,7 +173,11 @@ class SegmentWriter:
         )
         self._generation = 0
         self._lock_fd = self._take_lock()
-        self._mm, self._inode = self._create()
+        try:
+            self._mm, self._inode = self._create()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
 
     def _take_lock(self) -> int:
         lock_path = os.path.join(SHM_DIR, f".{self.name}.lock")
@@ -213,6 +218,11 @@ class SegmentWriter:
 
     def _create(self) -> tuple[mmap.mmap, int]:
         self._close_previous()
+        params = b""
+        if self.clock_params is not None:
+            params = self.clock_params.to_json().encode("utf-8")
+            if len(params) > CLOCK_PARAMS_SIZE:
+                raise ValueError("simulated clock parameters do not fit the segment (256 bytes)")
         tmp = os.path.join(SHM_DIR, f".{self.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -222,11 +232,6 @@ class SegmentWriter:
         finally:
             os.close(fd)
         HEADER.pack_into(mm, 0, MAGIC, LAYOUT_VERSION, HOT_OFFSET, SEGMENT_SIZE)
-        params = b""
-        if self.clock_params is not None:
-            params = self.clock_params.to_json().encode("utf-8")
-            if len(params) > CLOCK_PARAMS_SIZE:
-                raise ValueError("simulated clock parameters do not fit the segment (256 bytes)")
         mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + len(params)] = params
         self._mm = mm
         self.publish(ClockModel.unknown(self._base_clock_ns()), 0, 0, 0)
@@ -313,6 +318,20 @@ class SegmentWriter:
         os.close(self._lock_fd)
 
 
+#: a reader spins this many times, then yields the CPU between attempts for up to
+#: WRITER_STALL_NS before it calls the writer stuck (a preempted writer can take tens of ms)
+SPINS = 100
+WRITER_STALL_NS = NS_PER_S
+
+
+def _keep_waiting(deadline: int) -> bool:
+    """Yield the CPU (and the GIL); False once `deadline` (0: not started) has passed."""
+    if deadline and time.monotonic_ns() > deadline:
+        return False
+    time.sleep(0)
+    return True
+
+
 class SegmentReader:
     """A read-only view of a segment; re-attaches when the daemon replaced it."""
 
@@ -394,25 +413,32 @@ class SegmentReader:
     def read_hot(self) -> tuple[Any, ...]:
         """A consistent copy of the hot fields (retries while the writer writes)."""
         mm = self._mm if self._mm is not None else self.mapping()
-        for _ in range(10_000):
-            fields = HOT.unpack_from(mm, HOT_OFFSET)
-            gen = fields[0]
-            if gen == fields[10] and not gen & 1 and gen:
-                return fields
+        deadline = 0
+        while True:
+            for _ in range(SPINS):
+                fields = HOT.unpack_from(mm, HOT_OFFSET)
+                gen = fields[0]
+                if gen == fields[10] and not gen & 1 and gen:
+                    return fields
+            if not _keep_waiting(deadline):
+                break
+            deadline = deadline or time.monotonic_ns() + WRITER_STALL_NS
         raise StaleDataError(f"{self.path}: the writer never finished a record (stuck mid-write)")
 
     def snapshot(self) -> Snapshot:
         """A consistent copy of every field, checked for staleness and re-attached if replaced."""
         for attempt in range(2):
             mm = self.mapping() if attempt or self._mm is None else self._mm
-            for _ in range(10_000):
+            deadline = 0
+            while True:
                 g1 = GENERATION.unpack_from(mm, HOT_OFFSET)[0]
                 hot = HOT.unpack_from(mm, HOT_OFFSET)
                 info = INFO.unpack_from(mm, INFO_OFFSET)
                 if not g1 & 1 and g1 and GENERATION.unpack_from(mm, HOT_OFFSET)[0] == g1:
                     break
-            else:
-                raise StaleDataError(f"{self.path}: the writer never finished a record")
+                if not _keep_waiting(deadline):
+                    raise StaleDataError(f"{self.path}: the writer never finished a record")
+                deadline = deadline or time.monotonic_ns() + WRITER_STALL_NS
             realtime = self.realtime_ns()
             mono = time.monotonic_ns()
             flags, void_after = hot[9], hot[3]

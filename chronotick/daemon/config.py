@@ -57,6 +57,7 @@ class DaemonConfig:
                 ServerAddress.parse(server)
             except ValueError as exc:
                 raise ConfigError(f"servers: {exc}") from None
+        _check_range("drift_tolerance_ppm", self.drift_tolerance_ppm, 0.001, 1000.0)
         try:
             self.poll_policy()
             self.estimator_config()
@@ -78,7 +79,6 @@ class DaemonConfig:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         _check_range("publish_rate_hz", self.publish_rate_hz, 0.1, 1000.0)
         _check_range("void_after_s", self.void_after_s, 0.5, 3600.0)
-        _check_range("drift_tolerance_ppm", self.drift_tolerance_ppm, 0.001, 1000.0)
         if self.void_after_s * self.publish_rate_hz < 2:
             raise ConfigError("void_after_s must cover at least two publish intervals")
         if self.simulated_clock:
@@ -118,15 +118,24 @@ class DaemonConfig:
             raise ConfigError(
                 f"simulated_clock: unknown keys {sorted(unknown)}; known: {sorted(known)}"
             )
+        for key in ("offset_ms", "drift_ppm", "wander_ppm_per_sqrt_s"):
+            value = raw.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"simulated_clock.{key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"simulated_clock.{key} must be finite, got {value!r}")
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"simulated_clock.seed must be an integer, got {seed!r}")
         try:
             return SimulatedClockParams(
                 offset_ns=round(float(raw.get("offset_ms", 0.0)) * 1e6),
                 drift_ppm=float(raw.get("drift_ppm", 0.0)),
                 epoch_ns=epoch_ns,
                 wander_ppm_per_sqrt_s=float(raw.get("wander_ppm_per_sqrt_s", 0.0)),
-                seed=int(raw.get("seed", 0)),
+                seed=seed,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"simulated_clock: {exc}") from None
 
     @property
@@ -193,3 +202,5 @@ def load_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None

@@ -129,7 +129,7 @@ class Daemon:
             except queue.Empty:
                 break
             self._take(finished, readings.monotonic_ns)
-        self._process_pending()
+        self._process_pending(readings.monotonic_ns)
         for name, server in self.servers.items():
             if server.schedule.due(readings.monotonic_ns):
                 server.schedule.started()
@@ -219,14 +219,14 @@ class Daemon:
             for s in self.servers.values()
         )
 
-    def _process_pending(self) -> None:
+    def _process_pending(self, monotonic_ns: int) -> None:
         if not self._pending or not self._first_round_done():
             return
         for sample in sorted(self._pending, key=lambda s: s.local_ns):
             reason = self._falseticker_reason(sample)
             verdict = Verdict(False, reason) if reason else self.estimator.add(sample)
             if not verdict.accepted:
-                self.servers[sample.source].schedule.on_inconsistent()
+                self.servers[sample.source].schedule.on_inconsistent(monotonic_ns)
                 self._reject(sample, verdict.reason)
         self._pending.clear()
 

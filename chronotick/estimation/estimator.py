@@ -65,6 +65,7 @@ class RegressionEstimator:
         self._fit: LineFit | None = None
         self._fit_origin_ns = 0
         self._rejected_in_row = 0
+        self._outliers: list[Sample] = []
         self._disrupted = False
 
     @property
@@ -76,6 +77,7 @@ class RegressionEstimator:
         self._samples.clear()
         self._fit = None
         self._rejected_in_row = 0
+        self._outliers.clear()
         self._disrupted = disrupted
 
     def add(self, sample: Sample) -> Verdict:
@@ -98,13 +100,15 @@ class RegressionEstimator:
             ):
                 self._rejected_in_row += 1
                 if self._rejected_in_row < self.config.outlier_run:
+                    self._outliers.append(sample)
                     return Verdict(False, "outlier")
                 # Several in a row agree with each other, not with the line: the clock changed.
+                # Restart from those outliers, which describe the clock as it is now.
                 log.info("%d outliers in a row: restarting the fit", self._rejected_in_row)
-                keep = list(self._samples)[-1:]
                 self._samples.clear()
-                self._samples.extend(keep)
+                self._samples.extend(sorted(self._outliers, key=lambda s: s.local_ns))
         self._rejected_in_row = 0
+        self._outliers.clear()
         # Polls of several servers finish in any order: keep the window sorted by time.
         if self._samples and sample.local_ns < self._samples[-1].local_ns:
             ordered = sorted([*self._samples, sample], key=lambda s: s.local_ns)

@@ -85,7 +85,9 @@ class ServerSchedule:
     def __post_init__(self) -> None:
         self.floor_ns = int(self.policy.min_poll_s * NS_PER_S)
         self.interval_ns = self.floor_ns
-        self.warmup_left = self.policy.warmup_polls
+        # The first poll is one of the warm-up polls (chrony's iburst: four quick polls).
+        self.warmup_left = max(0, self.policy.warmup_polls - 1)
+        self.last_answer_ns: int | None = None
 
     @property
     def reachable(self) -> bool:
@@ -105,11 +107,17 @@ class ServerSchedule:
         self.in_flight = False
         self.next_poll_ns = now_ns + interval_ns
 
+    @property
+    def _slowed_down(self) -> bool:
+        """The server asked us (KoD RATE) to poll less often than our own minimum."""
+        return self.floor_ns > int(self.policy.min_poll_s * NS_PER_S)
+
     def _warmup_interval_ns(self) -> int:
         return int(min(self.policy.warmup_interval_s, self.policy.min_poll_s) * NS_PER_S)
 
     def on_success(self, now_ns: int, consistent: bool = True) -> None:
         self.reach = ((self.reach << 1) | 1) & 0xFF
+        self.last_answer_ns = now_ns
         self.failures_in_row = 0
         if self.warmup_left > 0:
             self.warmup_left -= 1
@@ -126,10 +134,16 @@ class ServerSchedule:
             self.interval_ns = self.floor_ns
         self._schedule(now_ns, max(self.interval_ns, self.floor_ns))
 
-    def on_inconsistent(self) -> None:
-        """The last sample was refused (outlier, falseticker): poll at the floor again."""
+    def on_inconsistent(self, now_ns: int) -> None:
+        """The last sample was refused (outlier, falseticker): poll at the floor again.
+
+        Brought forward at once, so that a real change of the reference is confirmed by the
+        next polls within minutes rather than after a long back-off interval.
+        """
         self.good_in_row = 0
         self.interval_ns = self.floor_ns
+        if not self.in_flight:
+            self.next_poll_ns = min(self.next_poll_ns, now_ns + self.floor_ns)
 
     def on_failure(self, now_ns: int) -> None:
         """No usable reply: back off (doubling, capped at max poll): a dead server costs little."""
@@ -156,9 +170,17 @@ class ServerSchedule:
             self.on_failure(now_ns)
 
     def restart_warmup(self, now_ns: int) -> None:
-        """After a clock disruption: poll quickly again to rebuild the model."""
-        self.warmup_left = self.policy.warmup_polls
+        """After a clock disruption: poll quickly again to rebuild the model.
+
+        Not a server that told us to slow down: it keeps its floor, counted from its last answer.
+        """
         self.interval_ns = self.floor_ns
         self.good_in_row = 0
+        if self._slowed_down:
+            self.warmup_left = 0
+            if not self.in_flight and self.last_answer_ns is not None:
+                self.next_poll_ns = max(self.next_poll_ns, self.last_answer_ns + self.floor_ns)
+            return
+        self.warmup_left = max(0, self.policy.warmup_polls - 1)
         if not self.in_flight:
             self.next_poll_ns = now_ns

@@ -42,16 +42,22 @@ def select(intervals: list[SourceInterval]) -> Selection:
     if not intervals:
         return Selection(frozenset(), frozenset(), None, None)
     # Sweep over endpoints: +1 at a low end, -1 after a high end (lows sort first on ties).
+    # Keep every region where the depth reaches its maximum: with tied majorities (a chain
+    # of overlaps), all their members are truechimers, as in chrony and RFC 5905.
     edges = sorted([(i.low_ns, 0, 1) for i in intervals] + [(i.high_ns, 1, -1) for i in intervals])
-    best, depth, best_low, best_high = 0, 0, 0, 0
+    best, depth = 0, 0
+    regions: list[tuple[int, int]] = []
     for k, (position, _kind, step) in enumerate(edges):
         depth += step
-        if step == 1 and depth > best:
-            best, best_low = depth, position
-            best_high = edges[k + 1][0]
+        if step == 1 and depth >= best:
+            if depth > best:
+                best, regions = depth, []
+            regions.append((position, edges[k + 1][0]))
     if best * 2 <= len(intervals):
         return Selection(frozenset(), everyone, None, None)
     chimers = frozenset(
-        i.source for i in intervals if i.low_ns <= best_high and i.high_ns >= best_low
+        i.source
+        for i in intervals
+        if any(i.low_ns <= high and i.high_ns >= low for low, high in regions)
     )
-    return Selection(chimers, everyone - chimers, best_low, best_high)
+    return Selection(chimers, everyone - chimers, regions[0][0], regions[-1][1])
