@@ -59,6 +59,10 @@ class Verdict:
 
 
 class RegressionEstimator:
+    """Weighted regression over a window of samples; the estimate every other one must beat."""
+
+    has_uncertainty = True
+
     def __init__(self, config: EstimatorConfig | None = None) -> None:
         self.config = config or EstimatorConfig()
         self._samples: collections.deque[Sample] = collections.deque(maxlen=self.config.max_samples)

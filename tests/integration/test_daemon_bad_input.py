@@ -76,7 +76,7 @@ def test_garbage_replies_are_counted_and_an_honest_server_still_syncs() -> None:
         for reason in ("malformed", "bogus_origin", "bad_mode", "timeout"):
             assert daemon.rejected.get(reason, 0) > 0, (reason, daemon.rejected)
         assert abs(daemon.model.offset_ns) < 1_000_000
-        assert daemon.servers[junk.address].latest is None
+        assert daemon.engine.servers[junk.address].latest is None
 
 
 def test_one_liar_among_three_is_rejected_as_falseticker() -> None:
@@ -90,7 +90,7 @@ def test_one_liar_among_three_is_rejected_as_falseticker() -> None:
         wait_for(lambda: daemon.model.status is ClockStatus.SYNCHRONIZED, 20, "sync")
         # The host clock is the truth here: the model must not lean towards the liar.
         assert abs(daemon.model.offset_ns) < 1_000_000, daemon.model
-        assert all(s.source != liar.address for s in daemon.estimator.samples)
+        assert all(s.source != liar.address for s in daemon.engine.predictor.samples)
 
 
 def test_kiss_of_death_rate_slows_down_and_deny_retires() -> None:
@@ -100,12 +100,12 @@ def test_kiss_of_death_rate_slows_down_and_deny_retires() -> None:
         FakeNtpServer(lambda r: [honest_reply(r)]) as honest,
         running_daemon([rate.address, deny.address, honest.address]) as daemon,
     ):
-        wait_for(lambda: daemon.servers[deny.address].schedule.health is ServerHealth.RETIRED,
-                 10, "DENY to retire the server")  # fmt: skip
+        deny_schedule = daemon.engine.servers[deny.address].schedule
+        wait_for(lambda: deny_schedule.health is ServerHealth.RETIRED, 10, "DENY to retire it")
         wait_for(lambda: rate.requests >= 1, 10, "a request to the RATE server")
         time.sleep(4)
         # The RATE server's floor doubled from 1 s: it is asked far less than the honest one.
-        assert daemon.servers[rate.address].schedule.floor_ns >= 2_000_000_000
+        assert daemon.engine.servers[rate.address].schedule.floor_ns >= 2_000_000_000
         assert rate.requests <= 3, rate.requests
         assert deny.requests == 1, "a server that said DENY must never be asked again"
         assert honest.requests > rate.requests
@@ -125,7 +125,7 @@ def test_silent_and_closed_ports_back_off_and_the_daemon_keeps_publishing() -> N
         assert daemon.rejected.get("unreachable", 0) > 0, daemon.rejected
         # Back-off: without it, 1 s polls would have asked at least 5 times in 6 s.
         assert mute.requests <= 4 * 2, mute.requests
-        assert not daemon.servers[mute.address].schedule.reachable
+        assert not daemon.engine.servers[mute.address].schedule.reachable
 
 
 def test_unresolvable_name_is_reported_not_fatal() -> None:

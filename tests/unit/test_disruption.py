@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chronotick.daemon.disruption import ClockReadings, DisruptionDetector
+from chronotick.disruption import ClockReadings, DisruptionDetector
 
 S = 1_000_000_000
 MS = 1_000_000
