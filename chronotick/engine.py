@@ -160,9 +160,12 @@ class SyncEngine:
                 for observer in self.on_selected:
                     observer.add(sample)
                 verdict = self.predictor.add(sample)
+            schedule = self.servers[sample.source].schedule
             if not verdict.accepted:
-                self.servers[sample.source].schedule.on_inconsistent(monotonic_ns)
+                schedule.on_inconsistent(monotonic_ns)
                 self._reject(sample, verdict.reason)
+            else:
+                schedule.on_surprise(monotonic_ns, verdict.surprise)
         self._pending.clear()
 
     def _note_reach(self, server: ServerState) -> None:

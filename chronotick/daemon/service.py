@@ -123,6 +123,7 @@ class Daemon:
 
     def _start_poll(self, name: str, realtime_ns: int) -> None:
         policy = self.engine.policy
+        burst_size = self.engine.servers[name].schedule.burst_size
         address = self.addresses[name]
 
         def run() -> None:
@@ -130,7 +131,7 @@ class Daemon:
                 result = poll_server(
                     address,
                     self.clock.now_ns,
-                    policy.burst_size,
+                    burst_size,
                     policy.burst_spacing_s,
                     policy.timeout_s,
                     sleep=self._stop.wait,

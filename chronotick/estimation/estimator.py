@@ -3,6 +3,13 @@
 Pure code: it is given samples and the current base-clock time and never reads a clock, so the
 daemon, the simulator and the tests drive the very same object. Forecasters (their own issue)
 plug in beside it by producing a `ClockModel` from the same inputs.
+
+How many samples to fit is a trade: more average the network noise away, fewer follow a
+frequency that wanders (temperature, ageing). Instead of guessing, lines over several windows
+(the last 4, 8, … 64 samples) are kept, each predicts every new sample before it is added, and
+the window whose recent predictions were best is used. The same out-of-sample errors calibrate
+σ: when the line's own statistics promise less error than its predictions show, σ is widened
+to what they show (the line cannot see the curvature it misses).
 """
 
 from __future__ import annotations
@@ -20,6 +27,14 @@ from chronotick.model import NS_PER_S, ClockModel
 from chronotick.status import ClockStatus
 
 log = logging.getLogger(__name__)
+
+#: two-sided 95 % quantiles of Student's t by degrees of freedom (beyond 30: within 2 % of z)
+_T975 = {
+    1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+    10: 2.228, 12: 2.179, 14: 2.145, 16: 2.120, 20: 2.086, 25: 2.060, 30: 2.042,
+}  # fmt: skip
+for _dof in range(1, 31):
+    _T975.setdefault(_dof, _T975[max(k for k in _T975 if k <= _dof)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +55,10 @@ class EstimatorConfig:
     #: a sample this many σ from the prediction is an outlier (until `outlier_run` in a row)
     outlier_sigmas: float = 6.0
     outlier_run: int = 3
+    #: candidate windows (numbers of newest samples) for the line
+    windows: tuple[int, ...] = (4, 8, 16, 32, 64)
+    #: out-of-sample predictions remembered per window, to choose it and calibrate σ
+    scoring_depth: int = 24
 
     def __post_init__(self) -> None:
         if self.min_samples < 2:
@@ -56,18 +75,28 @@ class EstimatorConfig:
 class Verdict:
     accepted: bool
     reason: str = ""
+    #: how far the sample fell from the prediction, in units of the expected spread (0: no
+    #: prediction yet); the poll schedule tightens when measurements keep surprising
+    surprise: float = 0.0
 
 
 class RegressionEstimator:
-    """Weighted regression over a window of samples; the estimate every other one must beat."""
+    """Weighted regression over an adaptively chosen window of samples; the estimate every
+    other predictor must beat."""
 
     has_uncertainty = True
 
     def __init__(self, config: EstimatorConfig | None = None) -> None:
         self.config = config or EstimatorConfig()
-        self._samples: collections.deque[Sample] = collections.deque(maxlen=self.config.max_samples)
-        self._fit: LineFit | None = None
+        cfg = self.config
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=cfg.max_samples)
+        self._windows = sorted({min(max(w, cfg.min_samples), cfg.max_samples) for w in cfg.windows})
+        self._fits: dict[int, LineFit] = {}
         self._fit_origin_ns = 0
+        #: per window: (squared prediction error, predicted line variance, noise variance)
+        self._scores: dict[int, collections.deque[tuple[float, float, float]]] = {
+            w: collections.deque(maxlen=cfg.scoring_depth) for w in self._windows
+        }
         self._rejected_in_row = 0
         self._outliers: list[Sample] = []
         self._disrupted = False
@@ -79,10 +108,68 @@ class RegressionEstimator:
     def reset(self, disrupted: bool = True) -> None:
         """Forget every sample: the clock stepped or slept and old samples no longer apply."""
         self._samples.clear()
-        self._fit = None
+        self._fits = {}
+        for scores in self._scores.values():
+            scores.clear()
         self._rejected_in_row = 0
         self._outliers.clear()
         self._disrupted = disrupted
+
+    # -- the window in use and its calibration -----------------------------------------------
+
+    def _chosen_window(self) -> int:
+        """The largest window, unless a smaller one predicted the recent samples significantly
+        better (paired over the same samples, by more than twice the standard error): a small
+        window must clearly earn its extra noise."""
+        usable = [w for w in self._windows if w in self._fits]
+        if not usable:
+            return 0
+        largest = usable[-1]
+        reference = [e for e, _v, _n in self._scores[largest]]
+        if len(reference) < 8:
+            return largest
+        best, best_mse = largest, sum(reference) / len(reference)
+        for window in usable[:-1]:
+            errors = [e for e, _v, _n in self._scores[window]]
+            n = min(len(errors), len(reference))
+            if n < 8:
+                continue
+            diffs = [a - b for a, b in zip(errors[-n:], reference[-n:], strict=True)]
+            mean = sum(diffs) / n
+            var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+            mse = sum(errors[-n:]) / n
+            if mean + 2.0 * math.sqrt(var / n) < 0 and mse < best_mse:
+                best, best_mse = window, mse
+        return best
+
+    def _inflation(self, window: int) -> float:
+        """The factor on the line's variance that makes σ honest (≥ 1).
+
+        Two reasons the line's own statistics promise too little: with few samples the noise
+        scale is itself uncertain (Student's t, not the normal, gives the 95 % interval), and
+        the line cannot see the curvature it misses, which shows as out-of-sample prediction
+        errors beyond the line's variance plus the new sample's own noise.
+        """
+        fit = self._fits.get(window)
+        dof = max(1, fit.n - 2) if fit is not None else 1
+        student = (_T975.get(dof, 1.96) / 1.96) ** 2
+        scores = self._scores.get(window)
+        if not scores or len(scores) < 8:
+            return student
+        n = len(scores)
+        mean_err = sum(e for e, _v, _n in scores) / n
+        mean_line = sum(v for _e, v, _n in scores) / n
+        mean_noise = sum(nv for _e, _v, nv in scores) / n
+        if mean_line <= 0:
+            return student
+        return max(student, (mean_err - mean_noise) / mean_line)
+
+    @property
+    def _fit(self) -> LineFit | None:
+        window = self._chosen_window()
+        return self._fits.get(window)
+
+    # -- samples ------------------------------------------------------------------------------
 
     def add(self, sample: Sample) -> Verdict:
         """Take a measurement, or reject it as an outlier against the current line."""
@@ -93,24 +180,33 @@ class RegressionEstimator:
             and sample.local_ns < self._samples[0].local_ns
         ):
             return Verdict(False, "too_old")
-        if self._fit is not None and len(self._samples) >= self.config.min_samples:
+        window = self._chosen_window()
+        fit = self._fits.get(window)
+        surprise = 0.0
+        if fit is not None and len(self._samples) >= self.config.min_samples:
             x = (sample.local_ns - self._fit_origin_ns) / NS_PER_S
-            residual = sample.offset_ns - self._fit.predict_ns(x)
+            residual = sample.offset_ns - fit.predict_ns(x)
             spread = math.sqrt(
-                self._fit.var_at_ns2(x) + self._fit.noise_scale2 * self._variance_ns2(sample)
+                self._inflation(window) * fit.var_at_ns2(x)
+                + fit.noise_scale2 * self._variance_ns2(sample)
             )
+            surprise = abs(residual) / spread if spread > 0 else 0.0
             if abs(residual) > self.config.outlier_sigmas * spread and abs(residual) > (
                 sample.half_width_ns
             ):
                 self._rejected_in_row += 1
                 if self._rejected_in_row < self.config.outlier_run:
                     self._outliers.append(sample)
-                    return Verdict(False, "outlier")
+                    return Verdict(False, "outlier", surprise)
                 # Several in a row agree with each other, not with the line: the clock changed.
                 # Restart from those outliers, which describe the clock as it is now.
                 log.info("%d outliers in a row: restarting the fit", self._rejected_in_row)
                 self._samples.clear()
                 self._samples.extend(sorted(self._outliers, key=lambda s: s.local_ns))
+                for scores in self._scores.values():
+                    scores.clear()
+            elif sample.local_ns > self._samples[-1].local_ns:
+                self._score_windows(sample, x)
         self._rejected_in_row = 0
         self._outliers.clear()
         # Polls of several servers finish in any order: keep the window sorted by time.
@@ -123,15 +219,38 @@ class RegressionEstimator:
         self._refit()
         if len(self._samples) >= self.config.min_samples:
             self._disrupted = False
-        return Verdict(True)
+        return Verdict(True, "", surprise)
+
+    def _score_windows(self, sample: Sample, x: float) -> None:
+        """Each window's line predicted this sample before seeing it: remember how well."""
+        noise_var = self._variance_ns2(sample)
+        for window, fit in self._fits.items():
+            error = sample.offset_ns - fit.predict_ns(x)
+            self._scores[window].append(
+                (error * error, fit.var_at_ns2(x), fit.noise_scale2 * noise_var)
+            )
 
     def _min_delay_ns(self, source: str) -> int:
         return min((s.delay_ns for s in self._samples if s.source == source), default=0)
 
+    def _hidden_queueing_ns(self, source: str) -> float:
+        """Queueing that even the fastest sample of a source carries, which no delay shows.
+
+        Estimated as half the lower-quartile excess delay of the source's samples: where
+        delays scatter widely, the fastest one is not free of queueing either, and weighting
+        it as if it were exact would let one sample carry the whole fit.
+        """
+        minimum = self._min_delay_ns(source)
+        excess = sorted(s.delay_ns - minimum for s in self._samples if s.source == source)
+        if len(excess) < 4:
+            return 0.0
+        return excess[len(excess) // 4] / 2.0
+
     def _variance_ns2(self, sample: Sample) -> float:
         excess = max(0, sample.delay_ns - self._min_delay_ns(sample.source))
         floor = max(self.config.noise_floor_ns, sample.precision_ns)
-        return float(floor) ** 2 + (excess / 2.0) ** 2
+        hidden = self._hidden_queueing_ns(sample.source)
+        return float(floor) ** 2 + hidden**2 + (excess / 2.0) ** 2
 
     def _refit(self) -> None:
         samples = list(self._samples)
@@ -149,7 +268,14 @@ class RegressionEstimator:
             log.debug("runs test dropped %d old samples", len(self._samples) - len(samples))
             self._samples.clear()
             self._samples.extend(samples)
-        self._fit = fit
+        fits: dict[int, LineFit] = {}
+        n = len(samples)
+        for window in self._windows:
+            size = min(window, n)
+            fits[window] = fit if size == n else fit_line(x[-size:], y[-size:], v[-size:])
+            if window >= n:
+                break  # larger windows would fit the same samples
+        self._fits = fits
         self._fit_origin_ns = origin
 
     def estimate(self, now_ns: int, fresh_for_ns: int) -> ClockModel:
@@ -160,20 +286,26 @@ class RegressionEstimator:
         growing bound and σ speak for the estimate.
         """
         cfg = self.config
-        fit = self._fit
+        window = self._chosen_window()
+        fit = self._fits.get(window)
         if fit is None or len(self._samples) < cfg.min_samples:
             status = ClockStatus.DISRUPTED if self._disrupted else ClockStatus.UNKNOWN
             return ClockModel.unknown(now_ns, status)
+        inflation = self._inflation(window)
         last = self._samples[-1]
         x_now = (now_ns - self._fit_origin_ns) / NS_PER_S
         offset = fit.predict_ns(x_now)
-        slope_sigma = math.sqrt(fit.var_slope_ppb2)
+        slope_sigma = math.sqrt(fit.var_slope_ppb2 * inflation)
         since_last_s = max(0.0, (now_ns - last.local_ns) / NS_PER_S)
-        var_now = fit.var_at_ns2(x_now) + cfg.wander_ns2_per_s * since_last_s
+        var_now = (
+            inflation * fit.var_at_ns2(x_now)
+            + cfg.wander_ns2_per_s * since_last_s
+            + self._path_bias_var_ns2(window, fit)
+        )
         floor = float(max(last.precision_ns, 1))
         sigma = math.sqrt(max(var_now, floor * floor))
         # d(var)/dΔ / 2 of the fitted line, continued from now
-        cov_now = fit.cov_ns2_per_s + x_now * fit.var_slope_ppb2
+        cov_now = inflation * (fit.cov_ns2_per_s + x_now * fit.var_slope_ppb2)
         bound_rate = cfg.drift_tolerance_ppb + cfg.bound_drift_sigmas * slope_sigma
         bound = self._bound_ns(fit, now_ns, bound_rate)
         status = (
@@ -193,9 +325,29 @@ class RegressionEstimator:
             bound_rate_ppb=bound_rate,
             status=status,
             last_sample_ns=last.local_ns,
-            samples_used=len(self._samples),
+            samples_used=min(window, len(self._samples)),
             source=last.source,
         )
+
+    def _path_bias_var_ns2(self, window: int, fit: LineFit) -> float:
+        """Variance of the error that path asymmetry leaves, as far as several sources show it.
+
+        An asymmetric path biases every sample of its source alike, which no amount of
+        averaging removes and a single source cannot reveal. With several sources, each one's
+        mean residual estimates its bias relative to the others; taking those biases as
+        independent draws, their spread over √(number of sources) is the error left in a line
+        that averages them.
+        """
+        samples = list(self._samples)[-min(window, len(self._samples)) :]
+        by_source: dict[str, list[float]] = {}
+        for sample, residual in zip(samples, fit.residuals_ns, strict=False):
+            by_source.setdefault(sample.source, []).append(float(residual))
+        means = [sum(r) / len(r) for r in by_source.values() if len(r) >= 2]
+        if len(means) < 2:
+            return 0.0
+        centre = sum(means) / len(means)
+        spread = sum((m - centre) ** 2 for m in means) / (len(means) - 1)
+        return spread / len(means)
 
     def _bound_ns(self, fit: LineFit, now_ns: int, bound_rate_ppb: float) -> int:
         """Smallest worst-case error over the recent samples, each carried forward to now.
@@ -205,7 +357,7 @@ class RegressionEstimator:
         by at most the bound rate × elapsed time. Each sample gives a bound; the tightest holds.
         """
         best = math.inf
-        for sample in list(self._samples)[-8:]:
+        for sample in list(self._samples)[-4:]:
             x = (sample.local_ns - self._fit_origin_ns) / NS_PER_S
             miss = abs(fit.predict_ns(x) - sample.offset_ns)
             age_s = max(0.0, (now_ns - sample.local_ns) / NS_PER_S)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from chronotick.ntp.packet import offset_and_delay
+
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
@@ -38,3 +40,32 @@ class Sample:
             + self.root_dispersion_ns
             + self.precision_ns
         )
+
+
+def sample_from_exchange(
+    source: str,
+    t1_ns: int,
+    t2_ns: int,
+    t3_ns: int,
+    t4_ns: int,
+    *,
+    stratum: int = 1,
+    root_delay_ns: int = 0,
+    root_dispersion_ns: int = 0,
+    precision_ns: int = 1,
+) -> Sample | None:
+    """The sample of one exchange (client send/receive T1/T4, server T2/T3), or None when its
+    round trip comes out negative (a clock that moved backwards mid-exchange)."""
+    offset, delay = offset_and_delay(t1_ns, t2_ns, t3_ns, t4_ns)
+    if delay < 0:
+        return None
+    return Sample(
+        local_ns=(t1_ns + t4_ns) // 2,
+        offset_ns=offset,
+        delay_ns=delay,
+        source=source,
+        root_delay_ns=root_delay_ns,
+        root_dispersion_ns=root_dispersion_ns,
+        stratum=stratum,
+        precision_ns=precision_ns,
+    )

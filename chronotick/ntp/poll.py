@@ -81,6 +81,8 @@ class ServerSchedule:
     reach: int = 0
     health: ServerHealth = ServerHealth.ACTIVE
     in_flight: bool = False
+    #: False once the server sent KoD RATE: one request per poll from then on
+    bursts_allowed: bool = True
 
     def __post_init__(self) -> None:
         self.floor_ns = int(self.policy.min_poll_s * NS_PER_S)
@@ -88,6 +90,10 @@ class ServerSchedule:
         # The first poll is one of the warm-up polls (chrony's iburst: four quick polls).
         self.warmup_left = max(0, self.policy.warmup_polls - 1)
         self.last_answer_ns: int | None = None
+
+    @property
+    def burst_size(self) -> int:
+        return self.policy.burst_size if self.bursts_allowed else 1
 
     @property
     def reachable(self) -> bool:
@@ -145,6 +151,17 @@ class ServerSchedule:
         if not self.in_flight:
             self.next_poll_ns = min(self.next_poll_ns, now_ns + self.floor_ns)
 
+    def on_surprise(self, now_ns: int, surprise: float) -> None:
+        """An accepted sample that the model did not predict well (in units of its spread).
+
+        Beyond 3 the clock is changing faster than the interval can follow: back to the floor,
+        as for a refused sample. Between 1.5 and 3, no credit towards a longer interval.
+        """
+        if surprise > 3.0:
+            self.on_inconsistent(now_ns)
+        elif surprise > 1.5:
+            self.good_in_row = 0
+
     def on_failure(self, now_ns: int) -> None:
         """No usable reply: back off (doubling, capped at max poll): a dead server costs little."""
         self.reach = (self.reach << 1) & 0xFF
@@ -158,9 +175,12 @@ class ServerSchedule:
     def on_kiss(self, now_ns: int, code: KissCode) -> None:
         self.reach = (self.reach << 1) & 0xFF
         if code is KissCode.RATE:
-            # Slow down for good: this server's floor doubles, and warm-up ends.
+            # Slow down for good: no more bursts to this server, its floor doubles (up to
+            # twice max poll), and warm-up ends.
+            self.bursts_allowed = False
             self.warmup_left = 0
-            self.floor_ns = max(self.floor_ns, self.interval_ns) * 2
+            ceiling = 2 * max(int(self.policy.max_poll_s * NS_PER_S), self.floor_ns // 2)
+            self.floor_ns = min(max(self.floor_ns, self.interval_ns) * 2, ceiling)
             self.interval_ns = self.floor_ns
             self._schedule(now_ns, self.interval_ns)
         elif code in (KissCode.DENY, KissCode.RSTR):

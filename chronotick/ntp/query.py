@@ -15,13 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from chronotick.estimation.samples import Sample
+from chronotick.estimation.samples import Sample, sample_from_exchange
 from chronotick.ntp.packet import (
     KissCode,
     KissOfDeath,
     ReplyError,
     build_request,
-    offset_and_delay,
     parse_reply,
 )
 
@@ -170,18 +169,17 @@ def _exchange(
                 ignored[exc.reason] += 1  # not our answer (late, duplicated, forged)
                 continue
             raise
-        offset, delay = offset_and_delay(t1, reply.receive_ns, reply.transmit_ns, t4)
-        if delay < 0:
-            raise ReplyError("negative_delay", f"round trip {delay} ns")
-        precision_ns = max(1, int(2.0**reply.precision_log2 * 1e9))
-        sample = Sample(
-            local_ns=(t1 + t4) // 2,
-            offset_ns=offset,
-            delay_ns=delay,
-            source=name,
+        sample = sample_from_exchange(
+            name,
+            t1,
+            reply.receive_ns,
+            reply.transmit_ns,
+            t4,
+            stratum=reply.stratum,
             root_delay_ns=reply.root_delay_ns,
             root_dispersion_ns=reply.root_dispersion_ns,
-            stratum=reply.stratum,
-            precision_ns=precision_ns,
+            precision_ns=max(1, int(2.0**reply.precision_log2 * 1e9)),
         )
+        if sample is None:
+            raise ReplyError("negative_delay", "round trip below zero")
         return sample, reply.stratum
