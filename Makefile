@@ -9,7 +9,7 @@ APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2
 
 .PHONY: demo test lint typecheck system-packages venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py chronotick/_fastread.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -42,4 +42,4 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info chronotick/*.so

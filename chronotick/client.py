@@ -1,8 +1,14 @@
 """ChronoTickClient: the corrected clock for any local process, read from shared memory.
 
-A read costs one `struct` unpack of the segment and two clock reads (CLOCK_REALTIME for the
-time, CLOCK_MONOTONIC for the data's age and to notice a clock step the daemon has not seen yet).
-No system call beyond the clock reads, no socket, no lock.
+A read costs a few loads from the segment and two clock reads (CLOCK_REALTIME for the time,
+CLOCK_MONOTONIC for the data's age and to notice a clock step the daemon has not seen yet).
+No system call beyond the clock reads (vDSO on Linux), no socket, no lock.
+
+`now()` and `now_ns()` run in C (chronotick/_fastread.c) when that optional extension is built,
+and in Python otherwise or with CHRONOTICK_PURE_PYTHON=1; the answers are the same to the
+nanosecond. The C reader answers None for anything but a plain interval, and the Python path
+then decides (and raises the right exception). `get_time()` reuses the decoded record while
+the segment's generation is unchanged, so a read between two publications decodes nothing.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from chronotick.shm import (
     IncompatibleLayoutError,
     NoDaemonError,
     NotSynchronizedError,
+    Record,
     SegmentReader,
     ShmError,
-    Snapshot,
     StaleDataError,
 )
 from chronotick.status import ClockStatus
@@ -48,6 +54,15 @@ __all__ = [
 STEP_TOLERANCE_NS = 1_000_000
 #: wait_until sleeps until this close to the target, then spins
 SPIN_NS = 2_000_000
+
+# Looked up once: on Python 3.11 an enum member or property access through the class costs
+# more than the arithmetic of a read.
+_unpack_hot = HOT.unpack_from
+_SQRT2 = math.sqrt(2.0)
+_GIVES_INTERVAL = frozenset(status for status in ClockStatus if status.gives_interval)
+_SYNCHRONIZED = ClockStatus.SYNCHRONIZED
+_FREE_RUNNING = ClockStatus.FREE_RUNNING
+_DISRUPTED = ClockStatus.DISRUPTED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +105,27 @@ class TimeInfo:
         return out
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _new_time_info(**fields: Any) -> TimeInfo:
+    """TimeInfo(**fields), in a third of the time.
+
+    A frozen dataclass's __init__ stores each field with its own object.__setattr__ call: for
+    TimeInfo's 15 fields that was most of what get_time() cost. This gives the new instance its
+    field dict in one step instead. The object is the same (equal, same repr and hash, still
+    frozen: tests check), as long as TimeInfo has no __post_init__ and no slots.
+    """
+    info: TimeInfo = _new_object(TimeInfo)
+    _set_attribute(info, "__dict__", fields)
+    return info
+
+
 def _time_info(model: ClockModel, status: ClockStatus, system_ns: int) -> TimeInfo:
-    if not status.gives_interval:
+    if status not in _GIVES_INTERVAL:
         system_s = system_ns / NS_PER_S
-        return TimeInfo(
+        return _new_time_info(
             corrected_timestamp=system_s,
             corrected_time_ns=system_ns,
             system_timestamp=system_s,
@@ -110,11 +142,14 @@ def _time_info(model: ClockModel, status: ClockStatus, system_ns: int) -> TimeIn
             data_age_seconds=math.inf,
             samples_used=model.samples_used,
         )
-    corrected = model.corrected_ns(system_ns)
+    # ClockModel.corrected_ns and bound_at, inlined as in interval_from_hot (tests hold them
+    # equal); sigma_at stays a call
+    dt = system_ns - model.as_of_ns if system_ns > model.as_of_ns else 0
+    corrected = system_ns + model.offset_ns + int(model.drift_ppb * dt * 1e-9)
+    bound = model.bound_ns + int(model.bound_rate_ppb * dt * 1e-9)
     sigma = model.sigma_at(system_ns)
-    bound = model.bound_at(system_ns)
-    confidence = math.erf(bound / (sigma * math.sqrt(2.0))) if sigma > 0 else 1.0
-    return TimeInfo(
+    confidence = math.erf(bound / (sigma * _SQRT2)) if sigma > 0 else 1.0
+    return _new_time_info(
         corrected_timestamp=corrected / NS_PER_S,
         corrected_time_ns=corrected,
         system_timestamp=system_ns / NS_PER_S,
@@ -138,6 +173,31 @@ def _interval(model: ClockModel, t: int) -> tuple[int, int]:
     return corrected - half, corrected + half
 
 
+def interval_from_hot(fields: tuple[Any, ...], t: int, m: int) -> tuple[int, int] | None:
+    """(earliest, latest) from a consistent copy of the hot fields (`HOT`), a base-clock
+    reading `t` and a CLOCK_MONOTONIC reading `m` taken after the copy; None when the record
+    gives no interval then (status, closed, stale, or a clock step since it was written).
+
+    The rules of docs/shm-layout.md, "Using a record", with ClockModel.corrected_ns and bound_at
+    inlined for speed (tests hold them equal). The C reader (chronotick/_fastread.c) computes
+    the same thing with the same double operations in the same order, and is tested against
+    this function to the nanosecond.
+    """
+    (_g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, _tail) = fields
+    age = m - as_of_mono
+    if (
+        (status == 1 or status == 2)
+        and m <= void_after
+        and not flags & FLAG_CLOSED
+        and abs(t - as_of - age) <= (STEP_TOLERANCE_NS + (abs(age) >> 11))
+    ):
+        dt = t - as_of if t > as_of else 0
+        corrected = t + offset + int(drift * dt * 1e-9)
+        half = bound + int(rate * dt * 1e-9)
+        return corrected - half, corrected + half
+    return None
+
+
 class ChronoTickClient:
     """Reads the daemon's segment. Safe to construct before the daemon starts.
 
@@ -147,10 +207,16 @@ class ChronoTickClient:
     NotSynchronizedError / ClockDisruptedError when no interval can be given.
     """
 
-    def __init__(self, shm_name: str | None = None) -> None:
+    def __init__(self, shm_name: str | None = None, *, fast_path: bool = True) -> None:
+        """`fast_path=False` keeps `now()` in Python even where the C extension is built."""
         name = shm_name or os.environ.get("CHRONOTICK_SHM_NAME") or DEFAULT_SHM_NAME
-        self._reader = SegmentReader(name)
+        self._reader = SegmentReader(name, fast_path=fast_path)
         self.shm_name = name
+
+    @property
+    def uses_fast_path(self) -> bool:
+        """Whether `now()` currently reads in C (after the first read has attached)."""
+        return self._reader.fast is not None
 
     def __enter__(self) -> ChronoTickClient:
         return self
@@ -168,81 +234,81 @@ class ChronoTickClient:
 
     # -- full reads -------------------------------------------------------------------------
 
-    def _snapshot(self) -> tuple[Snapshot, ClockStatus]:
-        snap = self._reader.snapshot()
-        if snap.flags & FLAG_CLOSED:
+    def _read(self) -> tuple[Record, ClockStatus, int, int]:
+        """The current record, the status a read has now, and the clock readings after it."""
+        record, realtime, mono = self._reader.read()
+        if record.flags & FLAG_CLOSED:
             raise NoDaemonError(f"the daemon of segment {self.shm_name!r} has shut down")
-        if snap.monotonic_ns > snap.void_after_monotonic_ns:
-            age_s = (snap.monotonic_ns - snap.as_of_monotonic_ns) / NS_PER_S
+        if mono > record.void_after_monotonic_ns:
+            age_s = (mono - record.as_of_monotonic_ns) / NS_PER_S
             raise StaleDataError(
                 f"segment {self.shm_name!r} was last written {age_s:.1f} s ago: "
                 "the daemon stopped publishing (hung or killed)"
             )
-        status = snap.model.status
-        elapsed_real = snap.realtime_ns - snap.model.as_of_ns
-        elapsed_mono = snap.monotonic_ns - snap.as_of_monotonic_ns
-        if status.gives_interval and abs(elapsed_real - elapsed_mono) > STEP_TOLERANCE_NS + (
+        model = record.model
+        status = model.status
+        elapsed_real = realtime - model.as_of_ns
+        elapsed_mono = mono - record.as_of_monotonic_ns
+        if status in _GIVES_INTERVAL and abs(elapsed_real - elapsed_mono) > STEP_TOLERANCE_NS + (
             abs(elapsed_mono) >> 11
         ):
-            status = ClockStatus.DISRUPTED
-        elif status is ClockStatus.SYNCHRONIZED and elapsed_mono > snap.info.trusted_for_ns:
-            status = ClockStatus.FREE_RUNNING
-        return snap, status
+            status = _DISRUPTED
+        elif status is _SYNCHRONIZED and elapsed_mono > record.info.trusted_for_ns:
+            status = _FREE_RUNNING
+        return record, status, realtime, mono
 
     def get_time(self) -> TimeInfo:
-        snap, status = self._snapshot()
-        return _time_info(snap.model, status, snap.realtime_ns)
+        record, status, realtime, _mono = self._read()
+        return _time_info(record.model, status, realtime)
 
     def get_future_time(self, seconds: float) -> TimeInfo:
         """The reading projected `seconds` ahead: corrected time, σ and bound at that instant."""
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"seconds must be finite and >= 0, got {seconds}")
-        snap, status = self._snapshot()
-        return _time_info(snap.model, status, snap.realtime_ns + round(seconds * NS_PER_S))
+        record, status, realtime, _mono = self._read()
+        return _time_info(record.model, status, realtime + round(seconds * NS_PER_S))
 
     # -- the hot path -------------------------------------------------------------------------
 
     def now_ns(self) -> tuple[int, int]:
-        """(earliest, latest) in integer nanoseconds: true time lies inside.
+        """(earliest, latest) in integer nanoseconds: true time lies inside."""
+        fast = self._reader.fast
+        if fast is not None:
+            interval = fast.now_ns()
+            if interval is not None:
+                return interval
+        return self._now_ns_python()
 
-        Inlines ClockModel.corrected_ns and bound_at for speed (tests hold them equal).
-        """
+    def now(self) -> tuple[float, float]:
+        """(earliest, latest) in seconds since the epoch, like TrueTime's TT.now()."""
+        fast = self._reader.fast
+        if fast is not None:
+            interval = fast.now()
+            if interval is not None:
+                return interval
+        earliest, latest = self._now_ns_python()
+        return earliest / NS_PER_S, latest / NS_PER_S
+
+    def _now_ns_python(self) -> tuple[int, int]:
+        """The hot read in Python: everything the C reader leaves to Python ends here."""
         reader = self._reader
         mm = reader._mm
         if mm is None:
             mm = reader.mapping()
-        (g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, tail) = (
-            HOT.unpack_from(mm, HOT_OFFSET)
-        )
-        t = reader.realtime_ns()
+        fields = _unpack_hot(mm, HOT_OFFSET)
+        t = reader._realtime_ns()
         m = time.monotonic_ns()
-        if g != tail or g & 1 or not g:  # mid-write: wait for a whole record
-            (g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, tail) = (
-                reader.read_hot()
-            )
-            t = reader.realtime_ns()
+        g = fields[0]
+        if g != fields[10] or g & 1 or not g:  # mid-write: wait for a whole record
+            fields = reader.read_hot()
+            t = reader._realtime_ns()
             m = time.monotonic_ns()
-        age = m - as_of_mono
-        if (
-            (status == 1 or status == 2)
-            and m <= void_after
-            and not flags & FLAG_CLOSED
-            and abs(t - as_of - age) <= (STEP_TOLERANCE_NS + (abs(age) >> 11))
-        ):
-            dt = t - as_of if t > as_of else 0
-            corrected = t + offset + int(drift * dt * 1e-9)
-            half = bound + int(rate * dt * 1e-9)
-            return corrected - half, corrected + half
-        return self._refuse()
-
-    def now(self) -> tuple[float, float]:
-        """(earliest, latest) in seconds since the epoch, like TrueTime's TT.now()."""
-        earliest, latest = self.now_ns()
-        return earliest / NS_PER_S, latest / NS_PER_S
+        interval = interval_from_hot(fields, t, m)
+        return interval if interval is not None else self._refuse()
 
     def _refuse(self) -> tuple[int, int]:
         """Why the hot path could not give an interval, as the matching exception."""
-        snap, status = self._snapshot()  # raises for closed, stale, replaced segments
+        record, status, realtime, _mono = self._read()  # raises: closed, stale, replaced
         if status is ClockStatus.DISRUPTED:
             raise ClockDisruptedError(
                 "the clock stepped or the host slept: the daemon is restarting its model"
@@ -250,12 +316,12 @@ class ChronoTickClient:
         if not status.gives_interval:
             raise NotSynchronizedError(
                 f"the daemon has no usable model yet (status {status.name}, "
-                f"{snap.model.samples_used} samples)",
+                f"{record.model.samples_used} samples)",
                 status,
             )
         # the hot path refused but the full read accepts (a record that changed in between):
         # answer from the full read rather than calling the hot path again
-        return _interval(snap.model, snap.realtime_ns)
+        return _interval(record.model, realtime)
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -295,15 +361,15 @@ class ChronoTickClient:
     def is_daemon_ready(self) -> bool:
         """True when a daemon publishes a usable model (SYNCHRONIZED or FREE_RUNNING)."""
         try:
-            _snap, status = self._snapshot()
+            _record, status, _realtime, _mono = self._read()
         except ShmError:
             return False
         return status.gives_interval
 
     def get_daemon_info(self) -> dict[str, Any]:
         """What the daemon says of itself, plus the status a read would have now."""
-        snap, status = self._snapshot()
-        info = snap.info
+        record, status, realtime, mono = self._read()
+        info, model = record.info, record.model
         return {
             "shm_name": self.shm_name,
             "segment_path": self._reader.path,
@@ -311,14 +377,14 @@ class ChronoTickClient:
             "node_id": info.node_id,
             "pid": info.pid,
             "status": status.name,
-            "published_status": snap.model.status.name,
-            "uptime_seconds": (snap.realtime_ns - info.started_ns) / NS_PER_S,
+            "published_status": model.status.name,
+            "uptime_seconds": (realtime - info.started_ns) / NS_PER_S,
             "publish_interval_seconds": info.publish_interval_ns / NS_PER_S,
             "poll_interval_seconds": info.poll_interval_ns / NS_PER_S,
             "sources_configured": info.sources_configured,
             "sources_reachable": info.sources_reachable,
-            "samples_used": snap.model.samples_used,
-            "source": snap.model.source,
-            "publish_age_seconds": (snap.monotonic_ns - snap.as_of_monotonic_ns) / NS_PER_S,
+            "samples_used": model.samples_used,
+            "source": model.source,
+            "publish_age_seconds": (mono - record.as_of_monotonic_ns) / NS_PER_S,
             "simulated_clock": info.clock_params.to_json() if info.clock_params else None,
         }

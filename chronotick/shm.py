@@ -12,6 +12,11 @@ classic reader (head, fields, head again; equal and even) also works, for every 
 
 Readers map the file under /dev/shm read-only with `mmap`: `multiprocessing.shared_memory`
 registers readers with its resource tracker, which unlinks the segment when a reader exits.
+
+The hot read of `ChronoTickClient.now()` has a C version, the optional extension
+`chronotick._fastread` (chronotick/_fastread.c). A reader hands it the mapping when the extension
+is built and the segment's base clock is CLOCK_REALTIME; otherwise, or with the environment
+variable CHRONOTICK_PURE_PYTHON=1, everything stays in Python, with the same answers.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import re
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronotick.clocks import SimulatedClock, SimulatedClockParams
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.status import ClockStatus
+
+if TYPE_CHECKING:
+    from chronotick._fastread import Reader as FastReader
 
 MAGIC = b"CHRNTICK"
 LAYOUT_VERSION = 1
@@ -62,6 +70,36 @@ assert HOT_OFFSET + HOT.size == INFO_OFFSET
 assert INFO_OFFSET + INFO.size <= CLOCK_PARAMS_OFFSET
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+#: set to 1 to keep every read in Python even where the C extension is built
+PURE_PYTHON_ENV = "CHRONOTICK_PURE_PYTHON"
+#: the interface version of chronotick/_fastread.c this module drives
+FASTREAD_API_VERSION = 1
+#: CLOCK_REALTIME as the C reader reads it. A reader uses C only while its base clock is this
+#: very function: a replaced `time.time_ns` (a test's fake clock) or `realtime_ns` stays in Python
+SYSTEM_REALTIME_NS: Callable[[], int] = time.time_ns
+
+
+def _load_fast_reader() -> type[FastReader] | None:
+    """The C reader's class, or None to read in pure Python.
+
+    None when CHRONOTICK_PURE_PYTHON is set (to anything but "" or "0"), when the extension is
+    not built (the build is optional: no compiler, or an unsupported platform), or when the
+    built module is for another version of its source (a stale build left in the tree).
+    """
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from chronotick import _fastread
+    except ImportError:
+        return None
+    if getattr(_fastread, "API_VERSION", None) != FASTREAD_API_VERSION:
+        return None
+    return _fastread.Reader
+
+
+#: what new SegmentReaders use for the hot read (None: pure Python); decided once, at import
+fast_reader_class: type[FastReader] | None = _load_fast_reader()
 
 
 class ShmError(Exception):
@@ -124,6 +162,19 @@ class DaemonInfo:
     sources_reachable: int
     clock_kind: int
     clock_params: SimulatedClockParams | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """One consistent record, decoded. A reader keeps the last one and reuses it for as long as
+    the generation stays the same: decoding costs far more than the read it saves."""
+
+    generation: int
+    model: ClockModel
+    as_of_monotonic_ns: int
+    void_after_monotonic_ns: int
+    flags: int
+    info: DaemonInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,15 +384,52 @@ def _keep_waiting(deadline: int) -> bool:
 
 
 class SegmentReader:
-    """A read-only view of a segment; re-attaches when the daemon replaced it."""
+    """A read-only view of a segment; re-attaches when the daemon replaced it.
 
-    def __init__(self, name: str = DEFAULT_SHM_NAME) -> None:
+    `fast_path=False` keeps the hot read in Python even where the C extension is available
+    (to compare the two, or to rule the extension out).
+    """
+
+    def __init__(self, name: str = DEFAULT_SHM_NAME, fast_path: bool = True) -> None:
         self.name = validate_name(name)
         self.path = segment_path(name)
         self._mm: mmap.mmap | None = None
         self._inode = -1
-        self.realtime_ns: Callable[[], int] = time.time_ns
+        self._realtime_ns: Callable[[], int] = time.time_ns
+        self._fast_class = fast_reader_class if fast_path else None
+        #: the C hot reader of the current mapping, when it computes what Python would
+        self.fast: FastReader | None = None
+        self._record: Record | None = None
         self.clock_params: SimulatedClockParams | None = None
+
+    @property
+    def realtime_ns(self) -> Callable[[], int]:
+        """The segment's base clock: CLOCK_REALTIME, or the simulated clock it describes."""
+        return self._realtime_ns
+
+    @realtime_ns.setter
+    def realtime_ns(self, clock: Callable[[], int]) -> None:
+        # a property so that replacing the clock (tests do) also retires the C reader, which
+        # reads CLOCK_REALTIME itself
+        self._realtime_ns = clock
+        self._sync_fast()
+
+    def _sync_fast(self) -> None:
+        """Give the hot path a C reader exactly when it would read what Python reads."""
+        self._release_fast()
+        if (
+            self._fast_class is not None
+            and self._mm is not None
+            and self.clock_params is None
+            and self._realtime_ns is SYSTEM_REALTIME_NS
+        ):
+            self.fast = self._fast_class(self._mm)
+
+    def _release_fast(self) -> None:
+        # the C reader holds a buffer export of the mapping: mmap.close() refuses until it goes
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
 
     @property
     def attached(self) -> bool:
@@ -381,17 +469,17 @@ class SegmentReader:
             )
         raw = bytes(mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + CLOCK_PARAMS_SIZE])
         params_text = raw.split(b"\0", 1)[0].decode("utf-8")
-        if params_text:
-            self.clock_params = SimulatedClockParams.from_json(params_text)
-            self.realtime_ns = SimulatedClock(self.clock_params).now_ns
-        else:
-            self.clock_params = None
-            self.realtime_ns = time.time_ns
+        params = SimulatedClockParams.from_json(params_text) if params_text else None
         self.close()
         self._mm = mm
         self._inode = st.st_ino
+        self.clock_params = params
+        # last: the setter makes the C reader, which needs the mapping and the clock kind
+        self.realtime_ns = SimulatedClock(params).now_ns if params else time.time_ns
 
     def close(self) -> None:
+        self._release_fast()
+        self._record = None
         if self._mm is not None:
             self._mm.close()
             self._mm = None
@@ -425,32 +513,61 @@ class SegmentReader:
             deadline = deadline or time.monotonic_ns() + WRITER_STALL_NS
         raise StaleDataError(f"{self.path}: the writer never finished a record (stuck mid-write)")
 
-    def snapshot(self) -> Snapshot:
-        """A consistent copy of every field, checked for staleness and re-attached if replaced."""
+    def read(self) -> tuple[Record, int, int]:
+        """The current record, then the base clock and CLOCK_MONOTONIC read right after it.
+
+        The record is decoded once per generation: while the generation in the segment still
+        equals the one of the last record decoded, that record is the segment's content (a
+        writer changes the generation before anything else, and a new segment is a new
+        mapping). So a repeated read costs one 8-byte load; `struct` reads a "<Q" with one
+        aligned load on a little-endian machine, as the seqlock needs anyway.
+        Checked for staleness, and re-attached if the daemon replaced the segment.
+        """
         for attempt in range(2):
             mm = self.mapping() if attempt or self._mm is None else self._mm
-            deadline = 0
-            while True:
-                g1 = GENERATION.unpack_from(mm, HOT_OFFSET)[0]
-                hot = HOT.unpack_from(mm, HOT_OFFSET)
-                info = INFO.unpack_from(mm, INFO_OFFSET)
-                if not g1 & 1 and g1 and GENERATION.unpack_from(mm, HOT_OFFSET)[0] == g1:
-                    break
-                if not _keep_waiting(deadline):
-                    raise StaleDataError(f"{self.path}: the writer never finished a record")
-                deadline = deadline or time.monotonic_ns() + WRITER_STALL_NS
-            realtime = self.realtime_ns()
+            record = self._record
+            if record is None or GENERATION.unpack_from(mm, HOT_OFFSET)[0] != record.generation:
+                record = self._read_record(mm)
+            realtime = self._realtime_ns()
             mono = time.monotonic_ns()
-            flags, void_after = hot[9], hot[3]
-            if (flags & FLAG_CLOSED or mono > void_after) and self.replaced():
+            if (
+                record.flags & FLAG_CLOSED or mono > record.void_after_monotonic_ns
+            ) and self.replaced():
                 self.close()
                 continue  # the daemon restarted: read its new segment
-            return self._build(hot, info, realtime, mono)
+            return record, realtime, mono
         raise NoDaemonError(f"{self.path}: the segment keeps changing under the reader")
 
-    def _build(
-        self, hot: tuple[Any, ...], info: tuple[Any, ...], realtime: int, mono: int
-    ) -> Snapshot:
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of every field, checked for staleness and re-attached if replaced."""
+        record, realtime, mono = self.read()
+        return Snapshot(
+            model=record.model,
+            as_of_monotonic_ns=record.as_of_monotonic_ns,
+            void_after_monotonic_ns=record.void_after_monotonic_ns,
+            flags=record.flags,
+            info=record.info,
+            realtime_ns=realtime,
+            monotonic_ns=mono,
+        )
+
+    def _read_record(self, mm: mmap.mmap) -> Record:
+        """The whole-record read of docs/shm-layout.md, decoded, and kept for the next read."""
+        deadline = 0
+        while True:
+            g1 = GENERATION.unpack_from(mm, HOT_OFFSET)[0]
+            hot = HOT.unpack_from(mm, HOT_OFFSET)
+            info = INFO.unpack_from(mm, INFO_OFFSET)
+            if not g1 & 1 and g1 and GENERATION.unpack_from(mm, HOT_OFFSET)[0] == g1:
+                break
+            if not _keep_waiting(deadline):
+                raise StaleDataError(f"{self.path}: the writer never finished a record")
+            deadline = deadline or time.monotonic_ns() + WRITER_STALL_NS
+        record = self._decode(g1, hot, info)
+        self._record = record
+        return record
+
+    def _decode(self, generation: int, hot: tuple[Any, ...], info: tuple[Any, ...]) -> Record:
         (_g, as_of, as_of_mono, void_after, offset, drift, bound, rate, status, flags, _t) = hot
         (sigma, cov, sigma_drift, wander, last_sample, used, configured, reachable, poll,
          publish, trusted, started, pid, clock_kind, source, node_id) = info  # fmt: skip
@@ -483,14 +600,13 @@ class SegmentReader:
             clock_kind=int(clock_kind),
             clock_params=self.clock_params,
         )
-        return Snapshot(
+        return Record(
+            generation=generation,
             model=model,
             as_of_monotonic_ns=int(as_of_mono),
             void_after_monotonic_ns=int(void_after),
             flags=int(flags),
             info=daemon,
-            realtime_ns=realtime,
-            monotonic_ns=mono,
         )
 
 

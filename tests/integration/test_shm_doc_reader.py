@@ -324,6 +324,8 @@ class DocReader:
             if g1 == g2 and _consistent(g1):
                 return raw
             self.retries += 1
+            if self.retries % 64 == 0:
+                time.sleep(0)  # let a preempted writer finish its record
         raise NoConsistentRecord(f"no consistent record after {max_tries} tries")
 
     def read_hot_raw(self, max_tries: int = 100_000) -> bytes:
@@ -336,6 +338,8 @@ class DocReader:
             if copy[head] == copy[tail] and _consistent(copy[head]):
                 return struct.pack("<10Q", *copy)
             self.retries += 1
+            if self.retries % 64 == 0:
+                time.sleep(0)  # let a preempted writer finish its record
         raise NoConsistentRecord(f"no consistent hot copy after {max_tries} tries")
 
     def read_record(self) -> Record:

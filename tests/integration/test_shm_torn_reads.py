@@ -36,7 +36,9 @@ READS_PER_READER = 520_000
 MIN_TOTAL_READS = 1_000_000
 SNAPSHOT_EVERY = 4  # one whole-record read, then three hot reads
 DEADLINE_S = 40.0  # a reader stops here whatever its count (and the test then fails)
-MIN_GENERATIONS = 10_000  # records each reader must see go by
+#: records each reader must see go by: enough to show reads overlapped many writes; how many
+#: more a reader sees depends on how the two noisy cores are shared, not on correctness
+MIN_GENERATIONS = 2_000
 
 
 def record(k: int) -> ClockModel:
