@@ -28,6 +28,9 @@ from chronotick.status import ClockStatus
 
 log = logging.getLogger(__name__)
 
+_Z95 = 1.96
+_BIAS_PRIOR_DOF = 2
+
 #: two-sided 95 % quantiles of Student's t by degrees of freedom (beyond 30: within 2 % of z)
 _T975 = {
     1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -100,6 +103,11 @@ class RegressionEstimator:
         self._rejected_in_row = 0
         self._outliers: list[Sample] = []
         self._disrupted = False
+        #: (squared prediction error, published σ² there, the sample's noise variance)
+        self._calibration: collections.deque[tuple[float, float, float]] = collections.deque(
+            maxlen=4 * cfg.scoring_depth
+        )
+        self._tail = 1.0
 
     @property
     def samples(self) -> tuple[Sample, ...]:
@@ -113,6 +121,8 @@ class RegressionEstimator:
             scores.clear()
         self._rejected_in_row = 0
         self._outliers.clear()
+        self._calibration.clear()
+        self._tail = 1.0
         self._disrupted = disrupted
 
     # -- the window in use and its calibration -----------------------------------------------
@@ -207,6 +217,18 @@ class RegressionEstimator:
                     scores.clear()
             elif sample.local_ns > self._samples[-1].local_ns:
                 self._score_windows(sample, x)
+                since_s = (sample.local_ns - self._samples[-1].local_ns) / NS_PER_S
+                # The sample's own noise, scaled by the shortest line's residuals: a long
+                # line's residuals also hold the curvature it misses, which is model error.
+                shortest = self._fits[min(self._fits)]
+                self._calibration.append(
+                    (
+                        residual * residual,
+                        self._variance_at_ns2(window, fit, x, since_s),
+                        shortest.noise_scale2 * self._variance_ns2(sample),
+                    )
+                )
+                self._tail = self._tail_factor()
         self._rejected_in_row = 0
         self._outliers.clear()
         # Polls of several servers finish in any order: keep the window sorted by time.
@@ -292,20 +314,17 @@ class RegressionEstimator:
             status = ClockStatus.DISRUPTED if self._disrupted else ClockStatus.UNKNOWN
             return ClockModel.unknown(now_ns, status)
         inflation = self._inflation(window)
+        tail = self._tail**2
         last = self._samples[-1]
         x_now = (now_ns - self._fit_origin_ns) / NS_PER_S
         offset = fit.predict_ns(x_now)
-        slope_sigma = math.sqrt(fit.var_slope_ppb2 * inflation)
+        slope_sigma = math.sqrt(fit.var_slope_ppb2 * inflation * tail)
         since_last_s = max(0.0, (now_ns - last.local_ns) / NS_PER_S)
-        var_now = (
-            inflation * fit.var_at_ns2(x_now)
-            + cfg.wander_ns2_per_s * since_last_s
-            + self._path_bias_var_ns2(window, fit)
-        )
+        var_now = tail * self._variance_at_ns2(window, fit, x_now, since_last_s)
         floor = float(max(last.precision_ns, 1))
         sigma = math.sqrt(max(var_now, floor * floor))
         # d(var)/dΔ / 2 of the fitted line, continued from now
-        cov_now = inflation * (fit.cov_ns2_per_s + x_now * fit.var_slope_ppb2)
+        cov_now = tail * inflation * (fit.cov_ns2_per_s + x_now * fit.var_slope_ppb2)
         bound_rate = cfg.drift_tolerance_ppb + cfg.bound_drift_sigmas * slope_sigma
         bound = self._bound_ns(fit, now_ns, bound_rate)
         status = (
@@ -320,7 +339,7 @@ class RegressionEstimator:
             sigma_ns=sigma,
             sigma_cov_ns2_per_s=cov_now,
             sigma_drift_ppb=slope_sigma,
-            wander_ns2_per_s=cfg.wander_ns2_per_s,
+            wander_ns2_per_s=tail * cfg.wander_ns2_per_s,
             bound_ns=bound,
             bound_rate_ppb=bound_rate,
             status=status,
@@ -328,6 +347,44 @@ class RegressionEstimator:
             samples_used=min(window, len(self._samples)),
             source=last.source,
         )
+
+    def _variance_at_ns2(self, window: int, fit: LineFit, x_s: float, since_last_s: float) -> float:
+        """σ² before the tail calibration: the line's (inflated) variance at x, the wander
+        since the last sample, and the path bias that several sources reveal."""
+        return (
+            self._inflation(window) * fit.var_at_ns2(x_s)
+            + self.config.wander_ns2_per_s * since_last_s
+            + self._path_bias_var_ns2(window, fit)
+        )
+
+    def _tail_factor(self) -> float:
+        """The factor (≥ 1) on σ that makes ±2σ cover 95 % of what recent samples showed.
+
+        Each new sample was predicted before it was added; its deviation is the model's error
+        there plus the sample's own noise. The factor is the smallest c for which 95 % of
+        recent deviations fall within 1.96·√(c²σ² + noise²): it fixes the tails that a
+        variance, dominated by the middle of the distribution, gets wrong.
+        """
+        points = self._calibration
+        if len(points) < 16:
+            return 1.0
+
+        def covered(c: float) -> float:
+            inside = sum(1 for e2, s2, n2 in points if e2 <= _Z95**2 * (c * c * s2 + n2))
+            return inside / len(points)
+
+        if covered(1.0) >= 0.95:
+            return 1.0
+        low, high = 1.0, 10.0
+        if covered(high) < 0.95:
+            return high
+        for _ in range(20):
+            mid = (low + high) / 2
+            if covered(mid) >= 0.95:
+                high = mid
+            else:
+                low = mid
+        return high
 
     def _path_bias_var_ns2(self, window: int, fit: LineFit) -> float:
         """Variance of the error that path asymmetry leaves, as far as several sources show it.
@@ -346,7 +403,9 @@ class RegressionEstimator:
         if len(means) < 2:
             return 0.0
         centre = sum(means) / len(means)
-        spread = sum((m - centre) ** 2 for m in means) / (len(means) - 1)
+        # A prior of two degrees of freedom at zero bias: two or three sources say little
+        # about the spread of path biases, and one unlucky pair must not dominate σ.
+        spread = sum((m - centre) ** 2 for m in means) / (len(means) - 1 + _BIAS_PRIOR_DOF)
         return spread / len(means)
 
     def _bound_ns(self, fit: LineFit, now_ns: int, bound_rate_ppb: float) -> int:
