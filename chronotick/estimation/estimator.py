@@ -218,9 +218,12 @@ class RegressionEstimator:
             elif sample.local_ns > self._samples[-1].local_ns:
                 self._score_windows(sample, x)
                 since_s = (sample.local_ns - self._samples[-1].local_ns) / NS_PER_S
-                # The sample's own noise, scaled by the shortest line's residuals: a long
-                # line's residuals also hold the curvature it misses, which is model error.
-                shortest = self._fits[min(self._fits)]
+                # The sample's own noise, scaled by the residuals of a line of 16 samples: a
+                # long line's residuals also hold the curvature it misses, which is model
+                # error, and a short one's scale is held up by its prior.
+                shortest = self._fits[
+                    min((w for w in self._fits if w >= 16), default=max(self._fits))
+                ]
                 self._calibration.append(
                     (
                         residual * residual,
