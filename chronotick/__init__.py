@@ -6,7 +6,7 @@ with ChronoTickClient() as clock:
     earliest, latest = clock.now()    # true time lies inside
 """
 
-from chronotick.client import ChronoTickClient, TimeInfo
+from chronotick.client import ChronoTickClient, TimeInfo, ToleranceError
 from chronotick.shm import (
     ClockDisruptedError,
     IncompatibleLayoutError,
@@ -27,4 +27,5 @@ __all__ = [
     "ShmError",
     "StaleDataError",
     "TimeInfo",
+    "ToleranceError",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "ShmError",
     "StaleDataError",
     "TimeInfo",
+    "ToleranceError",
 ]
 
 #: a clock step the reader notices by itself: realtime and monotonic disagree by more than this
@@ -198,6 +199,22 @@ def interval_from_hot(fields: tuple[Any, ...], t: int, m: int) -> tuple[int, int
     return None
 
 
+class ToleranceError(ShmError, ValueError):
+    """The clock's error bound is wider than the tolerance a caller asked for."""
+
+
+def _check_tolerance(info: TimeInfo, tolerance_ms: float) -> None:
+    if not info.status.gives_interval:
+        raise NotSynchronizedError(
+            f"no interval to wait on (status {info.status.name})", info.status
+        )
+    if info.error_bound_seconds * 1000.0 > tolerance_ms:
+        raise ToleranceError(
+            f"error bound ±{info.error_bound_seconds * 1e3:.3f} ms exceeds the tolerance "
+            f"±{tolerance_ms:.3f} ms (status {info.status.name})"
+        )
+
+
 class ChronoTickClient:
     """Reads the daemon's segment. Safe to construct before the daemon starts.
 
@@ -330,8 +347,10 @@ class ChronoTickClient:
 
         Returns how late (positive) or early (negative) it woke, in seconds of corrected time.
         The model is re-read while sleeping, so a correction that arrives meanwhile is obeyed.
-        Raises ValueError if the clock's error bound at the target exceeds `tolerance_ms`
-        (the wake-up could not be trusted to that tolerance).
+        Raises ToleranceError (a ValueError) if the clock's error bound at the target exceeds
+        `tolerance_ms`, before sleeping or at the wake-up, and NotSynchronizedError or
+        ClockDisruptedError if the clock stops giving an interval while waiting: a caller is
+        never woken by a clock that can no longer be trusted without being told.
         """
         if not math.isfinite(target):
             raise ValueError(f"target must be a finite number of seconds, got {target}")
@@ -341,20 +360,28 @@ class ChronoTickClient:
         info = self.get_time()
         ahead_s = max(0.0, (target_ns - info.corrected_time_ns) / NS_PER_S)
         projected = self.get_future_time(ahead_s)
-        if projected.error_bound_seconds * 1000.0 > tolerance_ms:
-            raise ValueError(
-                f"error bound at the target ±{projected.error_bound_seconds * 1e3:.3f} ms "
-                f"exceeds the tolerance ±{tolerance_ms:.3f} ms (status {projected.status.name})"
-            )
+        _check_tolerance(projected, tolerance_ms)
         while True:
-            remaining = target_ns - self.get_time().corrected_time_ns
+            remaining = target_ns - self._trusted_time(tolerance_ms).corrected_time_ns
             if remaining <= SPIN_NS:
                 break
             time.sleep(min((remaining - SPIN_NS) / NS_PER_S, 1.0))
         while True:
-            corrected = self.get_time().corrected_time_ns
-            if corrected >= target_ns:
-                return (corrected - target_ns) / NS_PER_S
+            info = self.get_time()
+            if info.corrected_time_ns >= target_ns:
+                _check_tolerance(self._trusted_time(tolerance_ms), tolerance_ms)
+                return (info.corrected_time_ns - target_ns) / NS_PER_S
+
+    def _trusted_time(self, tolerance_ms: float) -> TimeInfo:
+        info = self.get_time()
+        if info.status is ClockStatus.DISRUPTED:
+            raise ClockDisruptedError("the clock stepped while waiting: the wait is void")
+        if not info.status.gives_interval:
+            raise NotSynchronizedError(
+                f"the clock lost its model while waiting (status {info.status.name})",
+                info.status,
+            )
+        return info
 
     # -- daemon ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -94,17 +95,23 @@ class SimulatedClock:
         self._wander_phase_ns: list[float] = [0.0]  # integrated wander at whole seconds
         self._wander_freq: list[float] = [0.0]  # wander frequency (dimensionless) per second
         self._rng = random.Random(params.seed)
+        # the daemon's loop and its poll threads read the clock at once; the wander path is
+        # generated lazily and must come out the same as in any other process
+        self._lock = threading.Lock()
 
     def _wander_ns(self, elapsed_s: float) -> float:
         sigma = self.params.wander_ppm_per_sqrt_s * 1e-6
         if sigma == 0.0 or elapsed_s <= 0:
             return 0.0
         whole = int(elapsed_s)
-        while len(self._wander_freq) <= whole + 1:
-            freq = self._wander_freq[-1] + self._rng.gauss(0.0, sigma)
-            self._wander_phase_ns.append(self._wander_phase_ns[-1] + self._wander_freq[-1] * 1e9)
-            self._wander_freq.append(freq)
-        return self._wander_phase_ns[whole] + self._wander_freq[whole] * (elapsed_s - whole) * 1e9
+        with self._lock:
+            while len(self._wander_freq) <= whole + 1:
+                freq = self._wander_freq[-1] + self._rng.gauss(0.0, sigma)
+                phase = self._wander_phase_ns[-1] + self._wander_freq[-1] * 1e9
+                self._wander_phase_ns.append(phase)
+                self._wander_freq.append(freq)
+            phase, freq = self._wander_phase_ns[whole], self._wander_freq[whole]
+        return phase + freq * (elapsed_s - whole) * 1e9
 
     def at(self, base_ns: int) -> int:
         """The simulated reading that corresponds to a base-clock reading."""

@@ -55,7 +55,8 @@ class SyncEngine:
         #: every sample that passed selection, in the order given to the predictor
         self.on_selected: list[Predictor] = []
         self._pending: list[Sample] = []
-        self._disrupted_at_ns = 0
+        #: counts disruptions: a poll started in an earlier epoch measured another clock
+        self.epoch = 0
 
     # -- clocks ------------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ class SyncEngine:
         self.predictor.reset(disrupted=True)
         for observer in self.on_selected:
             observer.reset(disrupted=True)
-        self._disrupted_at_ns = readings.realtime_ns
+        self.epoch += 1
         self._pending.clear()
         for server in self.servers.values():
             server.latest = None
@@ -93,8 +94,13 @@ class SyncEngine:
         ]
         return min(times, default=None)
 
-    def take(self, result: PollResult, started_realtime_ns: int, monotonic_ns: int) -> None:
-        """A finished poll: update the schedule, and queue its sample for selection."""
+    def take(self, result: PollResult, started_epoch: int, monotonic_ns: int) -> None:
+        """A finished poll: update the schedule, and queue its sample for selection.
+
+        `started_epoch` is `self.epoch` when the poll started: a poll that straddles a clock
+        disruption is discarded whatever the direction of the step (comparing realtime stamps
+        would not work after a backward step).
+        """
         server = self.servers[result.server]
         server.polls_done += 1
         schedule = server.schedule
@@ -119,7 +125,7 @@ class SyncEngine:
             log.debug("no usable reply from %s: %s", result.server, result.failures)
             self._note_reach(server)
             return
-        if started_realtime_ns < self._disrupted_at_ns:
+        if started_epoch != self.epoch:
             schedule.on_success(monotonic_ns)
             self._reject(sample, "taken_before_disruption")
             return

@@ -28,6 +28,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,14 @@ class Snapshot:
     monotonic_ns: int
 
 
+_I64_MAX = (1 << 63) - 1
+
+
+def _clamp_i64(value: int) -> int:
+    """Keep a value inside the int64 field it goes to (an absurd bound stays absurd, but fits)."""
+    return max(-_I64_MAX, min(_I64_MAX, int(value)))
+
+
 def _encode_text(text: str, size: int) -> bytes:
     # cut at a character boundary: drop a partial trailing UTF-8 sequence
     return text.encode("utf-8")[:size].decode("utf-8", "ignore").encode("utf-8")
@@ -309,39 +318,34 @@ class SegmentWriter:
             monotonic_ns = time.monotonic_ns() - (self._base_clock_ns() - model.as_of_ns)
         mono = monotonic_ns
         void_after = mono + self.void_after_ns if not flags & FLAG_CLOSED else mono
-        mm = self._mm
-        g = self._generation
-        GENERATION.pack_into(mm, HOT_OFFSET, g + 1)
-        GENERATION.pack_into(mm, TAIL_OFFSET, g + 1)
-        bound = model.bound_ns if model.status.gives_interval else 0
-        HOT.pack_into(
-            mm,
-            HOT_OFFSET,
-            g + 1,
-            model.as_of_ns,
-            mono,
-            void_after,
-            model.offset_ns,
+        bound = _clamp_i64(model.bound_ns) if model.status.gives_interval else 0
+        clock_kind = CLOCK_REALTIME_KIND if self.clock_params is None else CLOCK_SIMULATED_KIND
+        # Everything is packed before the segment is touched: a value that does not fit
+        # raises here, never between the two generation writes (which would leave the record
+        # marked as being written for ever).
+        hot = HOT.pack(
+            0,
+            _clamp_i64(model.as_of_ns),
+            _clamp_i64(mono),
+            _clamp_i64(void_after),
+            _clamp_i64(model.offset_ns),
             model.drift_ppb,
             bound,
             model.bound_rate_ppb,
             int(model.status),
             flags,
-            g + 1,
-        )
-        clock_kind = CLOCK_REALTIME_KIND if self.clock_params is None else CLOCK_SIMULATED_KIND
-        INFO.pack_into(
-            mm,
-            INFO_OFFSET,
+            0,
+        )[8:-8]
+        info = INFO.pack(
             model.sigma_ns if model.status.gives_interval else float("inf"),
             model.sigma_cov_ns2_per_s,
             model.sigma_drift_ppb,
             model.wander_ns2_per_s,
-            model.last_sample_ns,
-            model.samples_used,
+            _clamp_i64(model.last_sample_ns),
+            min(max(model.samples_used, 0), 0xFFFFFFFF),
             min(sources_configured, 0xFFFF),
             min(sources_reachable, 0xFFFF),
-            poll_interval_ns,
+            _clamp_i64(poll_interval_ns),
             self.publish_interval_ns,
             self.trusted_for_ns,
             self._started_ns,
@@ -350,6 +354,12 @@ class SegmentWriter:
             _encode_text(model.source, 32),
             _encode_text(self.node_id, 32),
         )
+        mm = self._mm
+        g = self._generation
+        GENERATION.pack_into(mm, HOT_OFFSET, g + 1)
+        GENERATION.pack_into(mm, TAIL_OFFSET, g + 1)
+        mm[HOT_OFFSET + 8 : TAIL_OFFSET] = hot
+        mm[INFO_OFFSET : INFO_OFFSET + INFO.size] = info
         GENERATION.pack_into(mm, TAIL_OFFSET, g + 2)
         GENERATION.pack_into(mm, HOT_OFFSET, g + 2)
         self._generation = g + 2
@@ -401,6 +411,9 @@ class SegmentReader:
         self.fast: FastReader | None = None
         self._record: Record | None = None
         self.clock_params: SimulatedClockParams | None = None
+        #: taken to swap or close the mapping, so that threads sharing a reader never see a
+        #: half-replaced one
+        self._lock = threading.Lock()
 
     @property
     def realtime_ns(self) -> Callable[[], int]:
@@ -468,21 +481,33 @@ class SegmentReader:
                 f"version {LAYOUT_VERSION} ({SEGMENT_SIZE} bytes): upgrade the older side"
             )
         raw = bytes(mm[CLOCK_PARAMS_OFFSET : CLOCK_PARAMS_OFFSET + CLOCK_PARAMS_SIZE])
-        params_text = raw.split(b"\0", 1)[0].decode("utf-8")
-        params = SimulatedClockParams.from_json(params_text) if params_text else None
-        self.close()
-        self._mm = mm
-        self._inode = st.st_ino
-        self.clock_params = params
-        # last: the setter makes the C reader, which needs the mapping and the clock kind
-        self.realtime_ns = SimulatedClock(params).now_ns if params else time.time_ns
+        try:
+            params_text = raw.split(b"\0", 1)[0].decode("utf-8")
+            params = SimulatedClockParams.from_json(params_text) if params_text else None
+        except (ValueError, TypeError, KeyError) as exc:
+            mm.close()
+            raise IncompatibleLayoutError(
+                f"{self.path}: unreadable simulated clock parameters ({exc})"
+            ) from None
+        with self._lock:
+            # The old mapping is not closed here: another thread may be reading it right now.
+            # Dropping the references lets it close once nobody holds it.
+            self._release_fast()
+            self._record = None
+            self._mm = mm
+            self._inode = st.st_ino
+            self.clock_params = params
+            # last: the setter makes the C reader, which needs the mapping and the clock kind
+            self.realtime_ns = SimulatedClock(params).now_ns if params else time.time_ns
 
     def close(self) -> None:
-        self._release_fast()
-        self._record = None
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        """Unmap now. Only for a reader that no other thread is using any more."""
+        with self._lock:
+            self._release_fast()
+            self._record = None
+            if self._mm is not None:
+                self._mm.close()
+                self._mm = None
 
     def replaced(self) -> bool:
         """Whether the name now points to another segment than the one mapped."""
@@ -533,8 +558,7 @@ class SegmentReader:
             if (
                 record.flags & FLAG_CLOSED or mono > record.void_after_monotonic_ns
             ) and self.replaced():
-                self.close()
-                continue  # the daemon restarted: read its new segment
+                continue  # the daemon restarted: the next attempt maps its new segment
             return record, realtime, mono
         raise NoDaemonError(f"{self.path}: the segment keeps changing under the reader")
 

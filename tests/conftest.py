@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers and fixtures.
 
 Tests that need system packages (chronyd, libfaketime, ntpdig) or root skip with the reason on a
 developer's machine that lacks them; in CI (CHRONOTICK_REQUIRE_SYSTEM_TESTS=1, set by .ci/run)
@@ -11,8 +11,13 @@ import glob
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from chronotick.model import NS_PER_S
+from chronotick.shm import SegmentWriter
+from tests.helpers.segments import remove_segment_files, unique_name
 
 REQUIRE_SYSTEM = os.environ.get("CHRONOTICK_REQUIRE_SYSTEM_TESTS") == "1"
 
@@ -49,3 +54,23 @@ def free_udp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def seg_name() -> Iterator[str]:
+    """A segment name of this test's own; whatever it left under /dev/shm is removed after."""
+    name = unique_name()
+    try:
+        yield name
+    finally:
+        remove_segment_files(name)
+
+
+@pytest.fixture
+def writer(seg_name: str) -> Iterator[SegmentWriter]:
+    """A writer of `seg_name` (trusted for 10 s, void after 30 s), closed after the test."""
+    w = SegmentWriter(seg_name, trusted_for_ns=10 * NS_PER_S, void_after_ns=30 * NS_PER_S)
+    try:
+        yield w
+    finally:
+        w.close()

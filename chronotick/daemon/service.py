@@ -29,7 +29,7 @@ log = logging.getLogger("chronotick.daemon")
 @dataclasses.dataclass(frozen=True)
 class _Finished:
     result: PollResult
-    started_realtime_ns: int
+    started_epoch: int
 
 
 class Daemon:
@@ -48,7 +48,7 @@ class Daemon:
             initial_realtime_ns=self.clock.now_ns(),
         )
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-        self._stop = Stopper()
+        self._stop: Stopper | None = None
         self.writer: SegmentWriter | None = None
 
     @property
@@ -63,8 +63,8 @@ class Daemon:
 
     def run(self, stop: Stopper | None = None) -> None:
         """Publish until `stop` is set; always leaves the segment marked closed and removed."""
-        if stop is not None:
-            self._stop = stop
+        own_stopper = stop is None
+        self._stop = stop if stop is not None else Stopper()
         cfg = self.config
         self.writer = SegmentWriter(
             cfg.segment_name,
@@ -86,7 +86,12 @@ class Daemon:
         try:
             next_tick = time.monotonic()
             while not self._stop.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:
+                    # A bug or an input nobody foresaw must cost one publish, not the daemon:
+                    # readers see the data age and, past void_after, refuse it.
+                    log.exception("tick failed; continuing")
                 next_tick += interval_s
                 delay = next_tick - time.monotonic()
                 if delay < -interval_s:  # fell behind (suspend, overload): do not burst
@@ -95,10 +100,13 @@ class Daemon:
                 self._stop.wait(max(0.0, delay))
         finally:
             self.writer.close()
+            if own_stopper:
+                self._stop.close()
             log.info("stopped; segment /dev/shm/%s marked closed and removed", cfg.segment_name)
 
     def stop(self) -> None:
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
 
     def tick(self) -> None:
         readings = self._read_clocks()
@@ -109,10 +117,10 @@ class Daemon:
                 finished = self._finished.get_nowait()
             except queue.Empty:
                 break
-            engine.take(finished.result, finished.started_realtime_ns, readings.monotonic_ns)
+            engine.take(finished.result, finished.started_epoch, readings.monotonic_ns)
         engine.process_pending(readings.monotonic_ns)
         for name in engine.due(readings.monotonic_ns):
-            self._start_poll(name, readings.realtime_ns)
+            self._start_poll(name, engine.epoch)
         self._publish()
 
     def _read_clocks(self) -> ClockReadings:
@@ -121,10 +129,13 @@ class Daemon:
         mono = time.monotonic_ns()
         return ClockReadings(self.clock.now_ns(), raw, boot, mono)
 
-    def _start_poll(self, name: str, realtime_ns: int) -> None:
+    def _start_poll(self, name: str, epoch: int) -> None:
         policy = self.engine.policy
         burst_size = self.engine.servers[name].schedule.burst_size
         address = self.addresses[name]
+
+        stopper = self._stop
+        assert stopper is not None, "polls start only from run()"
 
         def run() -> None:
             try:
@@ -134,12 +145,12 @@ class Daemon:
                     burst_size,
                     policy.burst_spacing_s,
                     policy.timeout_s,
-                    sleep=self._stop.wait,
+                    sleep=stopper.wait,
                 )
             except Exception as exc:  # a bug here must not silence the server forever
                 log.exception("poll of %s failed unexpectedly", name)
                 result = PollResult(name, None, {f"internal_error: {exc}": 1})
-            self._finished.put(_Finished(result, realtime_ns))
+            self._finished.put(_Finished(result, epoch))
 
         threading.Thread(target=run, name=f"poll {name}", daemon=True).start()
 

@@ -29,6 +29,8 @@ MODE_CLIENT = 3
 MODE_SERVER = 4
 LEAP_UNSYNCHRONIZED = 3
 MAX_STRATUM = 15
+#: chrony's `maxdistance` default: a server whose own error may be larger is not used
+MAX_ROOT_DISTANCE_S = 3.0
 
 
 def ns_to_ntp64(unix_ns: int) -> int:
@@ -129,6 +131,14 @@ def parse_reply(data: bytes, nonce: int, pivot_unix_ns: int) -> ServerReply:
         raise ReplyError("unsynchronized", "leap indicator says the server is not synchronized")
     if transmit == 0 or receive == 0:
         raise ReplyError("malformed", "zero receive or transmit timestamp")
+    if packet.precision > 0:
+        raise ReplyError("malformed", f"precision 2^{packet.precision} s is over a second")
+    if packet.root_delay / 2 + packet.root_dispersion > MAX_ROOT_DISTANCE_S:
+        raise ReplyError(
+            "root_distance",
+            f"root distance {packet.root_delay / 2 + packet.root_dispersion:.3f} s exceeds "
+            f"{MAX_ROOT_DISTANCE_S} s: the server is too far from its reference to be used",
+        )
     receive_ns = ntp64_to_ns(receive, pivot_unix_ns)
     transmit_ns = ntp64_to_ns(transmit, pivot_unix_ns)
     if transmit_ns < receive_ns:

@@ -96,7 +96,7 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
         n: Series(n, (driver if n == DRIVER else observers[n]).has_uncertainty) for n in names
     }
 
-    # (true time of delivery, sequence, result, local time when the poll started)
+    # (true time of delivery, sequence, result, the engine's epoch when the poll started)
     deliveries: list[tuple[int, int, PollResult, int]] = []
     sequence = 0
     polls = 0
@@ -113,8 +113,8 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
             raw = EPOCH_NS + oscillator.raw_ns(t)
             engine.observe_clocks(ClockReadings(local, raw, raw, t))
             while deliveries and deliveries[0][0] <= t:
-                _done, _seq, result, started_local = heapq.heappop(deliveries)
-                engine.take(result, started_local, t)
+                _done, _seq, result, started_epoch = heapq.heappop(deliveries)
+                engine.take(result, started_epoch, t)
             engine.process_pending(t)
             for name in engine.due(t):
                 burst = engine.servers[name].schedule.burst_size
@@ -123,7 +123,9 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
                 )
                 polls += 1
                 sequence += 1
-                heapq.heappush(deliveries, (outcome.done_true_ns, sequence, outcome.result, local))
+                heapq.heappush(
+                    deliveries, (outcome.done_true_ns, sequence, outcome.result, engine.epoch)
+                )
             if t >= next_score:
                 _score(series, engine, driver, observers, local, EPOCH_NS + t, t)
                 next_score += score_every

@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chronotick.client import TimeInfo
-from chronotick.daemon.config import build_config
-from chronotick.daemon.service import Daemon
-from chronotick.daemon.stopper import Stopper
 from chronotick.status import ClockStatus
+from tests.helpers.daemon import running_daemon, wait_for
 from tests.helpers.fake_ntp import FakeNtpServer, honest_reply
+from tests.helpers.segments import unique_name
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,34 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def synced_segment() -> Iterator[str]:
     """A daemon synchronized to an honest local server, for the whole module."""
-    name = f"test-cli-{uuid.uuid4().hex[:8]}"
-    with FakeNtpServer(lambda r: [honest_reply(r, offset_ns=20_000_000)]) as server:
-        config = build_config(
-            {
-                "servers": [server.address],
-                "shm_name": name,
-                "min_poll_s": 1.0,
-                "max_poll_s": 2.0,
-                "burst_size": 2,
-                "burst_spacing_s": 0.05,
-                "warmup_interval_s": 0.5,
-            },
-            {},
-        )
-        daemon = Daemon(config)
-        stop = Stopper()
-        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while daemon.model.status is not ClockStatus.SYNCHRONIZED:
-            assert time.monotonic() < deadline, "the daemon did not synchronize"
-            time.sleep(0.1)
-        try:
-            yield name
-        finally:
-            stop.set()
-            thread.join(10)
-            Path(f"/dev/shm/.{name}.lock").unlink(missing_ok=True)
+    with (
+        FakeNtpServer(lambda r: [honest_reply(r, offset_ns=20_000_000)]) as server,
+        running_daemon([server.address], name_prefix="test-cli") as daemon,
+    ):
+        wait_for(lambda: daemon.model.status is ClockStatus.SYNCHRONIZED, 20, "the daemon to sync")
+        yield daemon.config.segment_name
 
 
 def client(*args: str) -> subprocess.CompletedProcess[str]:
@@ -93,7 +67,7 @@ def test_time_status_and_watch_in_text(synced_segment: str) -> None:
 
 
 def test_no_daemon_is_a_clear_error() -> None:
-    name = f"test-none-{uuid.uuid4().hex[:8]}"
+    name = unique_name("test-none")
     result = client("--shm-name", name, "time")
     assert result.returncode == 1
     assert f"no ChronoTick segment at /dev/shm/{name}" in result.stderr

@@ -5,62 +5,32 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from chronotick.client import ChronoTickClient
-from chronotick.daemon.config import build_config
 from chronotick.daemon.service import Daemon
-from chronotick.daemon.stopper import Stopper
 from chronotick.ntp.poll import ServerHealth
 from chronotick.shm import NoDaemonError
 from chronotick.status import ClockStatus
 from tests.conftest import free_udp_port
+from tests.helpers.daemon import running_daemon as daemon_in_thread
+from tests.helpers.daemon import wait_for
 from tests.helpers.fake_ntp import FakeNtpServer, garbage, honest_reply, kiss, lying, silent
+from tests.helpers.segments import remove_segment_files, unique_name
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {
-    "min_poll_s": 1.0,
-    "max_poll_s": 2.0,
-    "burst_size": 2,
-    "burst_spacing_s": 0.05,
-    "timeout_s": 0.3,
-    "warmup_interval_s": 1.0,
-}
+#: a short timeout (most servers here never answer) and the warm-up these tests were tuned to
+BAD_SERVER_SETTINGS = {"timeout_s": 0.3, "warmup_interval_s": 1.0}
 
 
-@contextmanager
-def running_daemon(servers: list[str], **overrides: object) -> Iterator[Daemon]:
-    name = f"test-bad-{uuid.uuid4().hex[:8]}"
-    config = build_config({**FAST, "servers": servers, "shm_name": name}, dict(overrides))
-    daemon = Daemon(config)
-    stop = Stopper()
-    thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield daemon
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the daemon did not stop within 10 s"
-        assert not Path(f"/dev/shm/{name}").exists()
-        Path(f"/dev/shm/.{name}.lock").unlink(missing_ok=True)
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def running_daemon(servers: list[str], **overrides: object) -> AbstractContextManager[Daemon]:
+    """tests/helpers/daemon.py's daemon in a thread, with BAD_SERVER_SETTINGS."""
+    return daemon_in_thread(servers, {**BAD_SERVER_SETTINGS, **overrides}, name_prefix="test-bad")
 
 
 def test_garbage_replies_are_counted_and_an_honest_server_still_syncs() -> None:
@@ -137,7 +107,7 @@ def test_unresolvable_name_is_reported_not_fatal() -> None:
 
 def test_a_reader_started_before_the_daemon_attaches_later() -> None:
     with FakeNtpServer(lambda r: [honest_reply(r)]) as honest:
-        name = f"test-early-{uuid.uuid4().hex[:8]}"
+        name = unique_name("test-early")
         client = ChronoTickClient(name)
         with pytest.raises(NoDaemonError, match="no ChronoTick segment"):
             client.get_time()
@@ -190,7 +160,7 @@ def test_cli_refuses_unknown_keys_and_bad_values_in_the_config(tmp_path: Path) -
 
 
 def test_cli_second_daemon_on_one_segment_is_refused_and_sigterm_cleans_up() -> None:
-    name = f"test-cli-{uuid.uuid4().hex[:8]}"
+    name = unique_name("test-cli")
     with FakeNtpServer(lambda r: [honest_reply(r)]) as honest:
         args = ["--server", honest.address, "--min-poll", "1", "--shm-name", name]
         first = subprocess.Popen(
@@ -210,4 +180,4 @@ def test_cli_second_daemon_on_one_segment_is_refused_and_sigterm_cleans_up() -> 
         assert first.returncode == 0, err
         assert "SIGTERM received" in err
         assert not os.path.exists(f"/dev/shm/{name}")
-        Path(f"/dev/shm/.{name}.lock").unlink(missing_ok=True)
+        remove_segment_files(name)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
-from chronotick.daemon.config import build_config
-from chronotick.daemon.service import Daemon
-from chronotick.daemon.stopper import Stopper
 from chronotick.status import ClockStatus
+from tests.helpers.daemon import running_daemon
 from tests.helpers.fake_ntp import FakeNtpServer, honest_reply
 
 pytestmark = pytest.mark.integration
@@ -32,44 +27,25 @@ class SteppableClock:
 def test_step_is_detected_and_the_model_restarts(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="chronotick.daemon")
     clock = SteppableClock()
-    name = f"test-step-{uuid.uuid4().hex[:8]}"
-    with FakeNtpServer(lambda r: [honest_reply(r)]) as server:
-        config = build_config(
-            {
-                "servers": [server.address],
-                "shm_name": name,
-                "min_poll_s": 1.0,
-                "max_poll_s": 2.0,
-                "burst_size": 2,
-                "burst_spacing_s": 0.05,
-                "warmup_interval_s": 0.5,
-            },
-            {},
-        )
-        daemon = Daemon(config, clock=clock)
-        stop = Stopper()
-        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            statuses: list[ClockStatus] = []
+    with (
+        FakeNtpServer(lambda r: [honest_reply(r)]) as server,
+        running_daemon([server.address], clock=clock, name_prefix="test-step") as daemon,
+    ):
+        statuses: list[ClockStatus] = []
 
-            def wait_status(status: ClockStatus, timeout_s: float) -> None:
-                deadline = time.monotonic() + timeout_s
-                while daemon.model.status is not status:
-                    assert time.monotonic() < deadline, f"never {status}: {statuses}"
-                    statuses.append(daemon.model.status)
-                    time.sleep(0.02)
+        def wait_status(status: ClockStatus, timeout_s: float) -> None:
+            deadline = time.monotonic() + timeout_s
+            while daemon.model.status is not status:
+                assert time.monotonic() < deadline, f"never {status}: {statuses}"
+                statuses.append(daemon.model.status)
+                time.sleep(0.02)
 
-            wait_status(ClockStatus.SYNCHRONIZED, 20)
-            assert abs(daemon.model.offset_ns) < 1_000_000
-            clock.step_ns = -2_000_000_000  # someone set the clock back by 2 s
-            wait_status(ClockStatus.DISRUPTED, 5)
-            wait_status(ClockStatus.SYNCHRONIZED, 20)
-            # The new model measures the stepped clock, from samples taken after the step only.
-            assert abs(daemon.model.offset_ns - 2_000_000_000) < 1_000_000, daemon.model
-        finally:
-            stop.set()
-            thread.join(10)
-            Path(f"/dev/shm/.{name}.lock").unlink(missing_ok=True)
+        wait_status(ClockStatus.SYNCHRONIZED, 20)
+        assert abs(daemon.model.offset_ns) < 1_000_000
+        clock.step_ns = -2_000_000_000  # someone set the clock back by 2 s
+        wait_status(ClockStatus.DISRUPTED, 5)
+        wait_status(ClockStatus.SYNCHRONIZED, 20)
+        # The new model measures the stepped clock, from samples taken after the step only.
+        assert abs(daemon.model.offset_ns - 2_000_000_000) < 1_000_000, daemon.model
     assert "clock step of -1999.9" in caplog.text or "clock step of -2000.0" in caplog.text
     assert "SYNCHRONIZED -> DISRUPTED" in caplog.text

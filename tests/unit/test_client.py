@@ -10,14 +10,13 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from chronotick.client import ChronoTickClient, TimeInfo
 from chronotick.clocks import SimulatedClock, SimulatedClockParams
-from chronotick.model import NS_PER_S, ClockModel
+from chronotick.model import NS_PER_S
 from chronotick.shm import (
     GENERATION,
     HOT_OFFSET,
@@ -30,68 +29,11 @@ from chronotick.shm import (
     StaleDataError,
 )
 from chronotick.status import ClockStatus
-from tests.unit.test_shm import remove_segment_files, unique_name
+from tests.helpers.segments import expected_interval, publish
 
 S = NS_PER_S
 MS = 1_000_000
 US = 1_000
-
-
-def model_at(as_of_ns: int, **changes: Any) -> ClockModel:
-    """A SYNCHRONIZED model whose every term is large enough to show in a reading."""
-    fields: dict[str, Any] = {
-        "offset_ns": 30_000_123,
-        "drift_ppb": 12_345.5,
-        "sigma_ns": 50_000.25,
-        "sigma_cov_ns2_per_s": 1.5e6,
-        "sigma_drift_ppb": 5_000.0,
-        "wander_ns2_per_s": 1e8,
-        "bound_ns": 150_007,
-        "bound_rate_ppb": 20_000.25,
-        "status": ClockStatus.SYNCHRONIZED,
-        "last_sample_ns": as_of_ns - 700_000_000,
-        "samples_used": 42,
-        "source": "ntp-a.example:123",
-    }
-    fields.update(changes)
-    return ClockModel(as_of_ns=as_of_ns, **fields)
-
-
-def publish(
-    writer: SegmentWriter,
-    age_ns: int = 0,
-    step_ns: int = 0,
-    now_ns: Callable[[], int] = time.time_ns,
-    flags: int = 0,
-    **changes: Any,
-) -> ClockModel:
-    """Publish a model computed `age_ns` ago (both clocks moved back alike).
-
-    `step_ns` moves the realtime stamp alone, as if CLOCK_REALTIME had stepped by -step_ns
-    since the model was computed.
-    """
-    real, mono = now_ns(), time.monotonic_ns()
-    model = model_at(real - age_ns + step_ns, **changes)
-    writer.publish(model, 16 * S, 4, 3, monotonic_ns=mono - age_ns, flags=flags)
-    return model
-
-
-@pytest.fixture
-def seg_name() -> Iterator[str]:
-    name = unique_name()
-    try:
-        yield name
-    finally:
-        remove_segment_files(name)
-
-
-@pytest.fixture
-def writer(seg_name: str) -> Iterator[SegmentWriter]:
-    w = SegmentWriter(seg_name, trusted_for_ns=10 * S, void_after_ns=30 * S)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 @pytest.fixture
@@ -114,11 +56,6 @@ def recording_clock(client: ChronoTickClient) -> list[int]:
 
     reader.realtime_ns = realtime_ns
     return seen
-
-
-def expected_interval(model: ClockModel, t: int) -> tuple[int, int]:
-    corrected, bound = model.corrected_ns(t), model.bound_at(t)
-    return corrected - bound, corrected + bound
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,8 +396,21 @@ def test_wait_until_refuses_a_bound_wider_than_the_tolerance(
         client.wait_until(time.time() + 0.5, tolerance_ms=5.0)  # the bound grows by then
     assert time.monotonic() - start < 0.1
     publish(writer, status=ClockStatus.UNKNOWN)
-    with pytest.raises(ValueError, match="UNKNOWN"):
+    with pytest.raises(NotSynchronizedError, match="UNKNOWN"):
         client.wait_until(time.time() + 0.5, tolerance_ms=1000.0)
+
+
+def test_wait_until_stops_when_the_clock_loses_its_model_while_waiting(
+    writer: SegmentWriter, client: ChronoTickClient
+) -> None:
+    publish(writer)
+    stopper = threading.Timer(0.2, lambda: publish(writer, status=ClockStatus.UNKNOWN))
+    stopper.start()
+    try:
+        with pytest.raises(NotSynchronizedError, match="while waiting"):
+            client.wait_until(time.time() + 1.5, tolerance_ms=1000.0)
+    finally:
+        stopper.cancel()
 
 
 # --------------------------------------------------------------------------------------------

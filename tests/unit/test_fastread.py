@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -58,9 +57,14 @@ from chronotick.shm import (
 )
 from chronotick.status import ClockStatus
 from tests.conftest import unavailable
-from tests.integration.test_shm_torn_reads import hot_ok, write_forever
-from tests.unit.test_client import expected_interval, model_at, publish
-from tests.unit.test_shm import remove_segment_files, unique_name
+from tests.helpers.segments import (
+    expected_interval,
+    model_at,
+    publish,
+    remove_segment_files,
+    unique_name,
+)
+from tests.helpers.torn_records import hot_ok, write_forever
 
 try:
     from chronotick import _fastread as built_fastread
@@ -332,24 +336,6 @@ def test_seconds_at_the_edges_and_where_double_rounding_would_differ(fastread: A
 
 # --------------------------------------------------------------------------------------------
 # through the client, on both paths
-
-
-@pytest.fixture
-def seg_name() -> Iterator[str]:
-    name = unique_name()
-    try:
-        yield name
-    finally:
-        remove_segment_files(name)
-
-
-@pytest.fixture
-def writer(seg_name: str) -> Iterator[SegmentWriter]:
-    w = SegmentWriter(seg_name, trusted_for_ns=10 * S, void_after_ns=30 * S)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 @pytest.fixture(params=[True, False], ids=["c", "python"])
@@ -649,8 +635,8 @@ def test_the_client_suite_passes_in_pure_python() -> None:
 @pytest.mark.integration
 def test_no_torn_read_in_c_under_a_full_speed_writer(fastread: Any) -> None:
     """The C hot read, alternating with a writer process that publishes as fast as it can
-    (the records of tests/integration/test_shm_torn_reads.py: every field a function of k)."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
+    (the records of tests/helpers/torn_records.py: every field a function of k)."""
+    name = unique_name()
     ctx = multiprocessing.get_context("spawn")
     m0 = time.monotonic_ns()
     ready, stop = ctx.Event(), ctx.Event()

@@ -209,3 +209,23 @@ def test_client_refuses_transmit_before_receive() -> None:
     with pytest.raises(ReplyError) as caught:
         parse_reply(reply_to(receive_ns=NOW, transmit_ns=NOW - 1), NONCE, NOW)
     assert caught.value.reason == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [
+        (ServerIdentity(precision_log2=40), "malformed"),
+        (ServerIdentity(root_dispersion_ns=4 * S), "root_distance"),
+        (ServerIdentity(root_delay_ns=7 * S), "root_distance"),
+    ],
+    ids=["precision", "dispersion", "delay"],
+)
+def test_client_refuses_a_server_too_far_from_its_reference(
+    identity: ServerIdentity, reason: str
+) -> None:
+    """Absurd figures from one server must not reach the estimator (they once overflowed the
+    bound's int64 field and crashed the daemon)."""
+    with pytest.raises(ReplyError) as caught:
+        parse_reply(reply_to(identity), NONCE, NOW)
+    assert caught.value.reason == reason
+    parse_reply(reply_to(ServerIdentity(root_dispersion_ns=S)), NONCE, NOW)  # 1 s is usable
