@@ -111,6 +111,9 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
         while t <= end:
             local = EPOCH_NS + oscillator.local_ns(t)
             raw = EPOCH_NS + oscillator.raw_ns(t)
+            # Virtual true time serves as the host's CLOCK_MONOTONIC: it orders the engine's
+            # events, and against it realtime moves by the oscillator's rate (within the
+            # detector's allowance) and by the steps.
             engine.observe_clocks(ClockReadings(local, raw, raw, t))
             while deliveries and deliveries[0][0] <= t:
                 _done, _seq, result, started_epoch = heapq.heappop(deliveries)
