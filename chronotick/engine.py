@@ -17,8 +17,7 @@ from chronotick.estimation.predictor import Predictor
 from chronotick.estimation.samples import Sample
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.packet import KissCode
-from chronotick.ntp.poll import PollPolicy, ServerHealth, ServerSchedule
-from chronotick.ntp.query import PollResult
+from chronotick.ntp.poll import PollPolicy, PollResult, ServerHealth, ServerSchedule
 from chronotick.ntp.selection import SourceInterval, select
 from chronotick.status import ClockStatus
 

@@ -78,6 +78,8 @@ class DaemonConfig:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         _check_range("publish_rate_hz", self.publish_rate_hz, 0.1, 1000.0)
+        if not 4 <= self.max_samples <= 1024:
+            raise ConfigError(f"max_samples must be between 4 and 1024, got {self.max_samples}")
         _check_range("void_after_s", self.void_after_s, 0.5, 3600.0)
         if self.void_after_s * self.publish_rate_hz < 2:
             raise ConfigError("void_after_s must cover at least two publish intervals")

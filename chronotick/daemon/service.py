@@ -20,7 +20,8 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.model import NS_PER_S, ClockModel
-from chronotick.ntp.query import PollResult, ServerAddress, poll_server
+from chronotick.ntp.poll import PollResult
+from chronotick.ntp.query import ServerAddress, poll_server
 from chronotick.shm import SegmentWriter
 
 log = logging.getLogger("chronotick.daemon")

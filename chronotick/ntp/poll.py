@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import math
 
+from chronotick.estimation.samples import Sample
 from chronotick.ntp.packet import KissCode
 
 NS_PER_S = 1_000_000_000
@@ -59,6 +60,18 @@ class PollPolicy:
             raise ValueError(f"timeout_s must be in (0, 60], got {self.timeout_s}")
         if self.good_polls_to_back_off < 1:
             raise ValueError("good_polls_to_back_off must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult:
+    """What one poll of one server gave: its best sample, or why there is none."""
+
+    server: str
+    sample: Sample | None
+    #: reason label → count, for every exchange that gave no usable sample
+    failures: dict[str, int]
+    kiss: KissCode | None = None
+    stratum: int = 0
 
 
 class ServerHealth(enum.Enum):

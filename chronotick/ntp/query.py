@@ -23,6 +23,7 @@ from chronotick.ntp.packet import (
     build_request,
     parse_reply,
 )
+from chronotick.ntp.poll import PollResult
 
 NTP_PORT = 123
 
@@ -79,16 +80,6 @@ def _port(text: str, whole: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port out of range in server address {whole!r}")
     return port
-
-
-@dataclasses.dataclass(frozen=True)
-class PollResult:
-    server: str
-    sample: Sample | None
-    #: reason label → count, for every exchange that gave no usable sample
-    failures: dict[str, int]
-    kiss: KissCode | None = None
-    stratum: int = 0
 
 
 def poll_server(

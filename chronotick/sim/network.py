@@ -16,7 +16,7 @@ import numpy as np
 
 from chronotick.estimation.samples import Sample, sample_from_exchange
 from chronotick.ntp.packet import KissCode
-from chronotick.ntp.query import PollResult
+from chronotick.ntp.poll import PollResult
 from chronotick.sim.oscillator import Oscillator
 from chronotick.sim.scenario import ServerSpec
 

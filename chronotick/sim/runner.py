@@ -21,8 +21,7 @@ from chronotick.engine import SyncEngine
 from chronotick.estimation.baselines import HoldLast, TwoPoint, Uncorrected
 from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator
 from chronotick.estimation.predictor import Predictor
-from chronotick.ntp.poll import PollPolicy
-from chronotick.ntp.query import PollResult
+from chronotick.ntp.poll import PollPolicy, PollResult
 from chronotick.sim.network import SimulatedServer
 from chronotick.sim.oscillator import Oscillator
 from chronotick.sim.scenario import Scenario

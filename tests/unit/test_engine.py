@@ -6,8 +6,7 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.estimation.samples import Sample
-from chronotick.ntp.poll import PollPolicy
-from chronotick.ntp.query import PollResult
+from chronotick.ntp.poll import PollPolicy, PollResult
 from chronotick.status import ClockStatus
 
 S = 1_000_000_000
