@@ -43,9 +43,10 @@ class SimulatedServer:
         t_s = true_ns / NS_PER_S
         return any(start <= t_s < end for start, end in self.spec.outages)
 
-    def _one_way_ns(self, base_ms: float) -> int:
+    def _one_way_ns(self, base_ms: float, queueing_share: float) -> int:
         spec = self.spec
-        extra = self.rng.exponential(spec.jitter_ms / 2) if spec.jitter_ms > 0 else 0.0
+        mean = spec.jitter_ms * queueing_share
+        extra = self.rng.exponential(mean) if mean > 0 else 0.0
         if spec.spike_probability and self.rng.random() < spec.spike_probability:
             extra += self.rng.exponential(spec.spike_ms)
         return int((base_ms + extra) * 1e6)
@@ -85,8 +86,9 @@ class SimulatedServer:
                 failures["timeout"] = failures.get("timeout", 0) + 1
                 done = t1 + int(timeout_s * NS_PER_S)
                 continue
-            forward = self._one_way_ns(spec.delay_ms / 2 + spec.asymmetry_ms / 2)
-            back = self._one_way_ns(spec.delay_ms / 2 - spec.asymmetry_ms / 2)
+            back_share = spec.return_queueing_fraction
+            forward = self._one_way_ns(spec.delay_ms / 2 + spec.asymmetry_ms / 2, 1 - back_share)
+            back = self._one_way_ns(spec.delay_ms / 2 - spec.asymmetry_ms / 2, back_share)
             t2 = t1 + forward
             t3 = t2 + SERVER_HOLD_NS
             t4 = t3 + back

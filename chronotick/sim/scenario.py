@@ -54,6 +54,8 @@ class ServerSpec:
     jitter_ms: float = 0.1
     #: one-way difference: forward takes delay/2 + asymmetry/2, back delay/2 − asymmetry/2
     asymmetry_ms: float = 0.0
+    #: share of the queueing that happens on the way back (0.5: as much each way)
+    return_queueing_fraction: float = 0.5
     #: probability that a packet (either way) is lost
     loss: float = 0.0
     #: a falseticker: the server's clock is off by this (and drifts by error_drift_ppm)
@@ -120,6 +122,10 @@ class Scenario:
                 value = getattr(server, key)
                 if not 0.0 <= value < 1.0:
                     raise ScenarioError(f"servers.{server.name}.{key} must be in [0, 1)")
+            if not 0.0 <= server.return_queueing_fraction <= 1.0:
+                raise ScenarioError(
+                    f"servers.{server.name}.return_queueing_fraction must be in [0, 1]"
+                )
             for key in ("delay_ms", "jitter_ms", "spike_ms", "rate_limit_s", "root_delay_ms",
                         "root_dispersion_ms"):  # fmt: skip
                 if getattr(server, key) < 0:
