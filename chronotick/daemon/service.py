@@ -26,6 +26,9 @@ from chronotick.shm import SegmentWriter
 
 log = logging.getLogger("chronotick.daemon")
 
+#: realtime and monotonic read further apart than this are read again
+_READ_GAP_NS = 100_000
+
 
 @dataclasses.dataclass(frozen=True)
 class _Finished:
@@ -125,10 +128,21 @@ class Daemon:
         self._publish()
 
     def _read_clocks(self) -> ClockReadings:
-        raw = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
-        boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        mono = time.monotonic_ns()
-        return ClockReadings(self.clock.now_ns(), raw, boot, mono)
+        """The four clocks as nearly at one instant as Python allows.
+
+        Realtime is read between two monotonic readings, and the set is read again when they
+        are far apart (a thread switch or preemption in between): the step detector compares
+        realtime with monotonic, and a pause between the two reads looks like a step.
+        """
+        for _ in range(5):
+            before = time.monotonic_ns()
+            realtime = self.clock.now_ns()
+            after = time.monotonic_ns()
+            boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+            raw = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+            if after - before <= _READ_GAP_NS:
+                break
+        return ClockReadings(realtime, raw, boot, (before + after) // 2)
 
     def _start_poll(self, name: str, epoch: int) -> None:
         policy = self.engine.policy

@@ -417,11 +417,19 @@ class RegressionEstimator:
         For sample i the true offset was within its root distance λᵢ of the measured θᵢ, the
         line is |θ̂(tᵢ) − θᵢ| away from that measurement, and since tᵢ the error can have grown
         by at most the bound rate × elapsed time. Each sample gives a bound; the tightest holds.
+
+        Outliers held back (waiting to see whether the clock really changed) may be the honest
+        ones: until they are judged, the bound also covers the case that they are right, so it
+        holds whichever way the judgement goes.
         """
-        best = math.inf
-        for sample in list(self._samples)[-4:]:
+
+        def carried(sample: Sample) -> float:
             x = (sample.local_ns - self._fit_origin_ns) / NS_PER_S
             miss = abs(fit.predict_ns(x) - sample.offset_ns)
             age_s = max(0.0, (now_ns - sample.local_ns) / NS_PER_S)
-            best = min(best, miss + sample.half_width_ns + bound_rate_ppb * age_s)
+            return miss + sample.half_width_ns + bound_rate_ppb * age_s
+
+        best = min(carried(s) for s in list(self._samples)[-4:])
+        for outlier in self._outliers:
+            best = max(best, carried(outlier))
         return math.ceil(best)
