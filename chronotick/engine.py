@@ -51,7 +51,8 @@ class SyncEngine:
         self.detector = DisruptionDetector()
         self.model = ClockModel.unknown(initial_realtime_ns)
         self.rejected: dict[str, int] = {}
-        #: every sample that passed selection, in the order given to the predictor
+        #: other predictors that learn from the same selected samples (baselines, forecasters
+        #: being evaluated); only `predictor` drives polling and the published model
         self.on_selected: list[Predictor] = []
         self._pending: list[Sample] = []
         #: counts disruptions: a poll started in an earlier epoch measured another clock

@@ -174,11 +174,6 @@ class RegressionEstimator:
             return student
         return max(student, (mean_err - mean_noise) / mean_line)
 
-    @property
-    def _fit(self) -> LineFit | None:
-        window = self._chosen_window()
-        return self._fits.get(window)
-
     # -- samples ------------------------------------------------------------------------------
 
     def add(self, sample: Sample) -> Verdict:

@@ -62,15 +62,6 @@ class ServerAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == NTP_PORT else f"{host}:{self.port}"
 
-    @property
-    def is_public(self) -> bool:
-        """False for loopback and private literals; names are assumed public."""
-        try:
-            addr = ipaddress.ip_address(self.host)
-        except ValueError:
-            return self.host != "localhost"
-        return addr.is_global
-
 
 def _port(text: str, whole: str) -> int:
     try:
