@@ -239,20 +239,37 @@ class SegmentWriter:
             os.close(self._lock_fd)
             raise
 
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(SHM_DIR, f".{self.name}.lock")
+
     def _take_lock(self) -> int:
-        lock_path = os.path.join(SHM_DIR, f".{self.name}.lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        """An exclusive flock on `.NAME.lock`, which a writer removes when it closes.
+
+        A lock file that was removed between our open and our flock is not the lock any more
+        (its last holder just closed): the lock taken is checked to still be the file under
+        the name, and taken again on the new file otherwise.
+        """
+        lock_path = self.lock_path
+        for _ in range(100):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RuntimeError(
+                        f"another chronotick daemon is writing segment {self.name!r} "
+                        f"(lock {lock_path} is held)"
+                    ) from exc
+                raise
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise RuntimeError(
-                    f"another chronotick daemon is writing segment {self.name!r} "
-                    f"(lock {lock_path} is held)"
-                ) from exc
-            raise
-        return fd
+        raise RuntimeError(f"cannot take the lock {lock_path}: it keeps being replaced")
 
     def _close_previous(self) -> None:
         """Mark a segment left by a crashed daemon closed, so its readers move on at once."""
@@ -374,6 +391,12 @@ class SegmentWriter:
             try:
                 if os.stat(self.path).st_ino == self._inode:
                     os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            # Removed while still held: a writer starting now either fails to lock this file
+            # or finds it gone and takes a new one (see _take_lock).
+            try:
+                os.unlink(self.lock_path)
             except FileNotFoundError:
                 pass
         os.close(self._lock_fd)
