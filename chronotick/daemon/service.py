@@ -21,7 +21,7 @@ from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
-from chronotick.ntp.query import ServerAddress, poll_server
+from chronotick.ntp.query import Resolver, ServerAddress, poll_server
 from chronotick.shm import SegmentWriter
 
 log = logging.getLogger("chronotick.daemon")
@@ -52,6 +52,7 @@ class Daemon:
             initial_realtime_ns=self.clock.now_ns(),
         )
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._resolver = Resolver()
         self._stop: Stopper | None = None
         self.writer: SegmentWriter | None = None
 
@@ -161,6 +162,7 @@ class Daemon:
                     policy.burst_spacing_s,
                     policy.timeout_s,
                     sleep=stopper.wait,
+                    resolver=self._resolver,
                 )
             except Exception as exc:  # a bug here must not silence the server forever
                 log.exception("poll of %s failed unexpectedly", name)

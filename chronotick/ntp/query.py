@@ -14,6 +14,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from chronotick.estimation.samples import Sample, sample_from_exchange
 from chronotick.ntp.packet import (
@@ -73,6 +74,32 @@ def _port(text: str, whole: str) -> int:
     return port
 
 
+class Resolver:
+    """Keeps the address a server name resolved to, as long as that address answers.
+
+    A pool name (`pool.ntp.org`) resolves to a different server at every lookup; resolving
+    it for every poll would make one "source" a mix of servers, whose delays and path biases
+    the estimator must not mix. Like chrony, the address is kept while it answers and looked
+    up again once a poll gets no usable answer.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[ServerAddress, tuple[int, tuple[Any, ...]]] = {}
+
+    def lookup(self, address: ServerAddress) -> tuple[int, tuple[Any, ...]]:
+        """(address family, socket address); raises socket.gaierror or UnicodeError."""
+        cached = self._cache.get(address)
+        if cached is None:
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM)
+            family, _type, _proto, _canon, sockaddr = infos[0]
+            cached = (int(family), tuple(sockaddr))
+            self._cache[address] = cached
+        return cached
+
+    def forget(self, address: ServerAddress) -> None:
+        self._cache.pop(address, None)
+
+
 def poll_server(
     address: ServerAddress,
     clock_ns: Callable[[], int],
@@ -80,15 +107,39 @@ def poll_server(
     burst_spacing_s: float,
     timeout_s: float,
     sleep: Callable[[float], object] = time.sleep,
+    resolver: Resolver | None = None,
 ) -> PollResult:
-    """Run one burst against `address`; never raises for network or protocol trouble."""
+    """Run one burst against `address`; never raises for network or protocol trouble.
+
+    With a `resolver`, the address it keeps is used, and forgotten when the poll gets no
+    usable answer; without one, the name is resolved afresh.
+    """
     name = str(address)
     failures: Counter[str] = Counter()
+    resolver = resolver or Resolver()
     try:
-        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM)
+        family, sockaddr = resolver.lookup(address)
     except (socket.gaierror, UnicodeError) as exc:
         return PollResult(name, None, {f"resolve_failed: {exc}": 1})
-    family, _type, _proto, _canon, sockaddr = infos[0]
+    result = _burst(name, family, sockaddr, clock_ns, burst_size, burst_spacing_s, timeout_s,
+                    sleep, failures)  # fmt: skip
+    if result.sample is None and result.kiss is None:
+        resolver.forget(address)
+    return result
+
+
+def _burst(
+    name: str,
+    family: int,
+    sockaddr: tuple[Any, ...],
+    clock_ns: Callable[[], int],
+    burst_size: int,
+    burst_spacing_s: float,
+    timeout_s: float,
+    sleep: Callable[[float], object],
+    failures: Counter[str],
+) -> PollResult:
+    """The exchanges of one poll over one connected socket; the fastest sample is kept."""
     best: Sample | None = None
     kiss: KissCode | None = None
     stratum = 0
