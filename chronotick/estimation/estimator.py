@@ -100,6 +100,8 @@ class RegressionEstimator:
         self._scores: dict[int, collections.deque[tuple[float, float, float]]] = {
             w: collections.deque(maxlen=cfg.scoring_depth) for w in self._windows
         }
+        #: per source: (minimum delay, hidden queueing); cleared whenever the window changes
+        self._delays: dict[str, tuple[int, float]] = {}
         self._rejected_in_row = 0
         self._outliers: list[Sample] = []
         self._disrupted = False
@@ -116,6 +118,7 @@ class RegressionEstimator:
     def reset(self, disrupted: bool = True) -> None:
         """Forget every sample: the clock stepped or slept and old samples no longer apply."""
         self._samples.clear()
+        self._delays.clear()
         self._fits = {}
         for scores in self._scores.values():
             scores.clear()
@@ -208,6 +211,7 @@ class RegressionEstimator:
                 log.info("%d outliers in a row: restarting the fit", self._rejected_in_row)
                 self._samples.clear()
                 self._samples.extend(sorted(self._outliers, key=lambda s: s.local_ns))
+                self._delays.clear()
                 for scores in self._scores.values():
                     scores.clear()
             elif sample.local_ns > self._samples[-1].local_ns:
@@ -236,6 +240,7 @@ class RegressionEstimator:
             self._samples.extend(ordered[-self.config.max_samples :])
         else:
             self._samples.append(sample)
+        self._delays.clear()
         self._refit()
         if len(self._samples) >= self.config.min_samples:
             self._disrupted = False
@@ -250,26 +255,26 @@ class RegressionEstimator:
                 (error * error, fit.var_at_ns2(x), fit.noise_scale2 * noise_var)
             )
 
-    def _min_delay_ns(self, source: str) -> int:
-        return min((s.delay_ns for s in self._samples if s.source == source), default=0)
+    def _source_delays(self, source: str) -> tuple[int, float]:
+        """(minimum delay, hidden queueing) of a source, computed once per window content.
 
-    def _hidden_queueing_ns(self, source: str) -> float:
-        """Queueing that even the fastest sample of a source carries, which no delay shows.
-
-        Estimated as half the lower-quartile excess delay of the source's samples: where
-        delays scatter widely, the fastest one is not free of queueing either, and weighting
-        it as if it were exact would let one sample carry the whole fit.
+        The hidden queueing is the queueing that even the fastest sample of a source carries,
+        which no delay shows: half the lower-quartile excess delay of the source's samples.
+        Where delays scatter widely, the fastest one is not free of queueing either, and
+        weighting it as if it were exact would let one sample carry the whole fit.
         """
-        minimum = self._min_delay_ns(source)
-        excess = sorted(s.delay_ns - minimum for s in self._samples if s.source == source)
-        if len(excess) < 4:
-            return 0.0
-        return excess[len(excess) // 4] / 2.0
+        cached = self._delays.get(source)
+        if cached is None:
+            delays = sorted(s.delay_ns for s in self._samples if s.source == source)
+            minimum = delays[0] if delays else 0
+            hidden = (delays[len(delays) // 4] - minimum) / 2.0 if len(delays) >= 4 else 0.0
+            cached = self._delays[source] = (minimum, hidden)
+        return cached
 
     def _variance_ns2(self, sample: Sample) -> float:
-        excess = max(0, sample.delay_ns - self._min_delay_ns(sample.source))
+        minimum, hidden = self._source_delays(sample.source)
+        excess = max(0, sample.delay_ns - minimum)
         floor = max(self.config.noise_floor_ns, sample.precision_ns)
-        hidden = self._hidden_queueing_ns(sample.source)
         return float(floor) ** 2 + hidden**2 + (excess / 2.0) ** 2
 
     def _refit(self) -> None:
@@ -288,6 +293,7 @@ class RegressionEstimator:
             log.debug("runs test dropped %d old samples", len(self._samples) - len(samples))
             self._samples.clear()
             self._samples.extend(samples)
+            self._delays.clear()
         fits: dict[int, LineFit] = {}
         n = len(samples)
         for window in self._windows:
