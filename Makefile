@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
 APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2
 
-.PHONY: demo test lint typecheck system-packages venv clean
+.PHONY: demo test lint typecheck protos system-packages venv clean
 
 $(STAMP): pyproject.toml setup.py chronotick/_fastread.c
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,12 @@ demo: $(STAMP)
 test: system-packages $(STAMP) lint typecheck
 	$(PY) -m pytest
 
+# Regenerate coordinator/proto from protos/ (the check in `lint` fails when it is stale).
+protos: $(STAMP)
+	$(PY) -m coordinator.proto.generate
+
 lint: $(STAMP)
+	$(PY) -m coordinator.proto.generate --check
 	$(VENV)/bin/ruff check chronotick coordinator tests benchmarks examples
 	$(VENV)/bin/ruff format --check chronotick coordinator tests benchmarks examples
 

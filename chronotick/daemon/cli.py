@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from types import FrameType
 
 from chronotick.daemon.config import LOG_LEVELS, ConfigError, DaemonConfig, build_config, load_file
 from chronotick.daemon.service import Daemon
-from chronotick.daemon.stopper import Stopper
+from chronotick.daemon.stopper import Stopper, stop_on_signals
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,6 +18,12 @@ def parser() -> argparse.ArgumentParser:
         "clock with its error bounds in shared memory.",
     )
     p.add_argument("--config", metavar="FILE", help="TOML file; its keys are the long options")
+    add_daemon_arguments(p)
+    return p
+
+
+def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
+    """The daemon's flags; `chronotick-node start` takes them too."""
     p.add_argument(
         "--server",
         action="append",
@@ -38,7 +42,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--void-after", type=float, dest="void_after_s", metavar="SECONDS")
     p.add_argument("--drift-tolerance-ppm", type=float, dest="drift_tolerance_ppm")
     p.add_argument("--log-level", choices=LOG_LEVELS, dest="log_level")
-    return p
 
 
 def load_config(argv: list[str] | None) -> DaemonConfig:
@@ -59,15 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     stop = Stopper()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("chronotick.daemon").info(
-            "%s received: shutting down", signal.Signals(signum).name
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop, logging.getLogger("chronotick.daemon"))
     try:
         Daemon(config).run(stop)
     except (RuntimeError, OSError) as exc:

@@ -150,7 +150,9 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
 
 
-def _coerce(name: str, expected: Any, value: Any) -> Any:
+def coerce(name: str, expected: Any, value: Any) -> Any:
+    """A value from TOML or a flag as the type of the field it sets (the node's config uses
+    this too), or a ConfigError naming the key."""
     if expected == "tuple[str, ...]":
         if isinstance(value, str):
             value = [value]
@@ -168,6 +170,10 @@ def _coerce(name: str, expected: Any, value: Any) -> Any:
     if expected == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if expected == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
     if expected == "str":
         if not isinstance(value, str):
@@ -187,7 +193,7 @@ def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> Daem
     merged: dict[str, Any] = {}
     for source in (file_values, {k: v for k, v in overrides.items() if v is not None}):
         for key, value in source.items():
-            merged[key] = _coerce(key, fields[key], value)
+            merged[key] = coerce(key, fields[key], value)
     return DaemonConfig(**merged)
 
 

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from chronotick.clocks import Clock, SimulatedClock, SystemClock
 from chronotick.daemon.config import DaemonConfig
@@ -19,6 +20,7 @@ from chronotick.daemon.stopper import Stopper
 from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
+from chronotick.estimation.fusion import ExternalEstimate, fuse
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
 from chronotick.ntp.query import Resolver, ServerAddress, poll_server
@@ -55,9 +57,16 @@ class Daemon:
         self._resolver = Resolver()
         self._stop: Stopper | None = None
         self.writer: SegmentWriter | None = None
+        #: an estimate from outside the NTP path (the peers' consensus, given the base-clock
+        #: instant and the NTP model), fused into what is published. The engine's own model
+        #: stays NTP-only: that is what a node serves its peers, so that no estimate ever
+        #: comes back to the node that made it.
+        self.external: Callable[[int, ClockModel], ExternalEstimate | None] | None = None
+        self.published: ClockModel = self.engine.model
 
     @property
     def model(self) -> ClockModel:
+        """The model learnt from NTP measurements only."""
         return self.engine.model
 
     @property
@@ -174,7 +183,16 @@ class Daemon:
     def _publish(self) -> None:
         # One pair of readings, taken together: readers compare them to notice steps.
         monotonic_ns = time.monotonic_ns()
-        model = self.engine.estimate(self.clock.now_ns())
+        now_ns = self.clock.now_ns()
+        model = self.engine.estimate(now_ns)
+        if self.external is not None:
+            try:
+                external = self.external(now_ns, model)
+            except Exception:  # the peers are a bonus: their failure must not stop publishing
+                log.exception("the outside estimate failed; publishing the NTP model alone")
+                external = None
+            model = fuse(model, external, now_ns, self.engine.drift_tolerance_ppb)
+        self.published = model
         assert self.writer is not None
         self.writer.publish(
             model,

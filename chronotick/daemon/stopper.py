@@ -8,8 +8,11 @@ handler, so this is both the loop's timer and its way to be woken for shutdown.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
+import signal
+from types import FrameType
 
 
 class Stopper:
@@ -44,3 +47,14 @@ class Stopper:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def stop_on_signals(stop: Stopper, logger: logging.Logger) -> None:
+    """SIGTERM and SIGINT set `stop` (with a log line), for a clean shutdown of a service."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("%s received: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

@@ -1,0 +1,264 @@
+"""`chronotick-node`: `start` runs a node; `status`, `peers` and `time` ask a running one.
+
+Exit codes: 0 success, 1 the node could not be reached or failed, 2 bad flags or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import grpc
+
+from chronotick.daemon.cli import add_daemon_arguments
+from chronotick.daemon.config import ConfigError, load_file
+from chronotick.daemon.stopper import stop_on_signals
+from coordinator import protocol
+from coordinator.config import DEFAULT_PORT, NodeConfig, build_node_config
+from coordinator.discovery import parse_host_port
+from coordinator.exchange import describe_rpc_error, open_channel
+from coordinator.proto.chronotick.v1 import peer_pb2 as pb
+from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
+
+PROG = "chronotick-node"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="A ChronoTick node: the daemon plus the peer service."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = sub.add_parser("start", help="run a node in the foreground")
+    start.add_argument("--config", metavar="FILE", help="TOML file; its keys are the long options")
+    start.add_argument("--cluster", metavar="NAME")
+    start.add_argument("--listen", metavar="HOST:PORT", help=f"default 127.0.0.1:{DEFAULT_PORT}")
+    start.add_argument("--advertise", action="append", metavar="ADDR",
+                       help="address zeroconf binds to and announces (repeatable)")  # fmt: skip
+    start.add_argument("--peer", action="append", dest="peers", metavar="HOST:PORT",
+                       help="a static peer (repeatable)")  # fmt: skip
+    start.add_argument("--dns-peer", action="append", dest="dns_peers", metavar="NAME:PORT",
+                       help="every address of NAME is a peer (repeatable)")  # fmt: skip
+    start.add_argument("--no-discovery", action="store_false", dest="discovery", default=None,
+                       help="no zeroconf: static and DNS peers only")  # fmt: skip
+    start.add_argument("--no-peer-time", action="store_false", dest="use_peers", default=None,
+                       help="publish the NTP estimate alone, without the peers")  # fmt: skip
+    start.add_argument("--health-listen", metavar="HOST:PORT",
+                       help="a plaintext port serving only the gRPC health service")  # fmt: skip
+    start.add_argument("--peer-poll", type=float, dest="peer_poll_s", metavar="SECONDS")
+    start.add_argument("--peer-expiry", type=float, dest="peer_expiry_s", metavar="SECONDS")
+    start.add_argument("--peer-timeout", type=float, dest="peer_timeout_s", metavar="SECONDS")
+    _add_security(start, insecure_help="plaintext on a non-loopback address (tests, labs)")
+    add_daemon_arguments(start)
+
+    for name, text in (
+        ("status", "the node's clock, sources and peers"),
+        ("peers", "the node's peer table and consensus"),
+        ("time", "the node's corrected time as an interval"),
+    ):
+        query = sub.add_parser(name, help=text)
+        query.add_argument("--connect", metavar="HOST:PORT", default=f"127.0.0.1:{DEFAULT_PORT}")
+        query.add_argument("--json", action="store_true", help="one JSON object")
+        query.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+        _add_security(query, insecure_help="accepted for symmetry; plaintext is the default")
+    return p
+
+
+def _add_security(p: argparse.ArgumentParser, insecure_help: str) -> None:
+    p.add_argument("--insecure", action="store_true", default=None, help=insecure_help)
+    p.add_argument("--tls-cert", metavar="FILE", help="this node's certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--tls-ca", metavar="FILE", help="the cluster's CA certificate (PEM)")
+    p.add_argument("--tls-server-name", metavar="NAME",
+                   help="name the peers' certificates carry, when not their address")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "start":
+        return _start(args)
+    return _query(args)
+
+
+# -- start -----------------------------------------------------------------------------------
+
+
+def _start(args: argparse.Namespace) -> int:
+    try:
+        config = _node_config(args)
+    except ConfigError as exc:
+        print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.daemon.logging_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from coordinator.node import Node  # grpc server parts load only when a node runs
+
+    try:
+        node = Node(config)
+        stop_on_signals(node.stop_flag, logging.getLogger("chronotick.node"))
+        node.run()
+    except (RuntimeError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    file_values = load_file(args.config) if args.config else {}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
+    for key in ("advertise", "peers", "dns_peers"):
+        if overrides.get(key) is not None:
+            overrides[key] = tuple(overrides[key])
+    return build_node_config(file_values, overrides)
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+def _query(args: argparse.Namespace) -> int:
+    try:
+        credentials, server_name = _credentials(args)
+        parse_host_port(args.connect)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if not (0 < args.timeout <= 600):
+        print(f"{PROG}: --timeout must be between 0 and 600 s", file=sys.stderr)
+        return 2
+    channel = open_channel(args.connect, credentials, server_name)
+    stub = pb_grpc.PeerServiceStub(channel)
+    version = protocol.PROTOCOL_VERSION
+    try:
+        if args.command == "status":
+            out = _status_dict(stub.GetStatus(pb.StatusRequest(protocol_version=version),
+                                              timeout=args.timeout))  # fmt: skip
+        elif args.command == "peers":
+            out = _peers_dict(stub.ListPeers(pb.ListPeersRequest(protocol_version=version),
+                                             timeout=args.timeout))  # fmt: skip
+        else:
+            out = _time_dict(stub.GetTime(pb.TimeRequest(protocol_version=version),
+                                          timeout=args.timeout))  # fmt: skip
+    except grpc.RpcError as exc:
+        print(f"{PROG}: {args.connect}: {describe_rpc_error(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        channel.close()
+    print(json.dumps(out) if args.json else _human(args.command, out))
+    return 0
+
+
+def _credentials(args: argparse.Namespace) -> tuple[grpc.ChannelCredentials | None, str]:
+    files = (args.tls_cert, args.tls_key, args.tls_ca)
+    if not any(files):
+        return None, ""
+    if not all(files):
+        raise ConfigError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    cert, key, ca = (open(path, "rb").read() for path in files)
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                         certificate_chain=cert)  # fmt: skip
+    return creds, args.tls_server_name or ""
+
+
+def _estimate_dict(estimate: pb.ClockEstimate) -> dict[str, Any]:
+    return {
+        "status": protocol.status_name(estimate.status),
+        "correction_ns": estimate.correction_ns,
+        "sigma_ns": estimate.sigma_ns,
+        "bound_ns": estimate.bound_ns,
+        "drift_ppb": estimate.drift_ppb,
+        "source": estimate.source,
+    }
+
+
+def _status_dict(reply: pb.StatusReply) -> dict[str, Any]:
+    return {
+        "node_id": reply.node_id,
+        "cluster": reply.cluster,
+        "protocol_version": reply.protocol_version,
+        "software_version": reply.software_version,
+        **_estimate_dict(reply.estimate),
+        "base_time_ns": reply.base_time_ns,
+        "sources_configured": reply.sources_configured,
+        "sources_reachable": reply.sources_reachable,
+        "peers_known": reply.peers_known,
+        "peers_used": reply.peers_used,
+        "uptime_s": round(reply.uptime_s, 3),
+        "shm_name": reply.shm_name,
+    }
+
+
+def _peers_dict(reply: pb.ListPeersReply) -> dict[str, Any]:
+    peers = [
+        {
+            "node_id": p.node_id,
+            "address": p.address,
+            "discovered_by": p.discovered_by,
+            "state": p.state,
+            "offset_ns": p.offset_ns,
+            "sigma_ns": p.sigma_ns,
+            "rtt_ns": p.rtt_ns,
+            "age_s": round(p.age_s, 3),
+            "expires_in_s": round(p.expires_in_s, 3),
+            "measured_at_ns": p.measured_at_ns,
+            "true_offset_ns": p.true_offset_ns,
+            "true_sigma_ns": p.true_sigma_ns,
+            "peer_status": protocol.status_name(p.peer_estimate.status),
+        }
+        for p in reply.peers
+    ]
+    c = reply.consensus
+    consensus = None
+    if c.peers_used:
+        consensus = {
+            "offset_ns": c.offset_ns,
+            "sigma_ns": c.sigma_ns,
+            "bound_ns": c.bound_ns,
+            "peers_used": c.peers_used,
+            "falsetickers": list(c.falsetickers),
+        }
+    return {"node_id": reply.node_id, "peers": peers, "consensus": consensus}
+
+
+def _time_dict(reply: pb.TimeReply) -> dict[str, Any]:
+    return {
+        "node_id": reply.node_id,
+        "status": protocol.status_name(reply.status),
+        "source": reply.source,
+        "corrected_ns": reply.corrected_ns or None,
+        "earliest_ns": reply.earliest_ns or None,
+        "latest_ns": reply.latest_ns or None,
+        "sigma_ns": reply.sigma_ns if reply.corrected_ns else None,
+    }
+
+
+def _human(command: str, out: dict[str, Any]) -> str:
+    if command == "peers":
+        lines = [f"{'NODE':<20} {'STATE':<12} {'OFFSET ms':>12} {'σ ms':>9} {'RTT ms':>9} "
+                 f"{'AGE s':>7}  ADDRESS (VIA)"]  # fmt: skip
+        for p in out["peers"]:
+            lines.append(
+                f"{p['node_id']:<20} {p['state']:<12} {p['offset_ns'] / 1e6:>+12.3f} "
+                f"{p['sigma_ns'] / 1e6:>9.3f} {p['rtt_ns'] / 1e6:>9.3f} {p['age_s']:>7.1f}  "
+                f"{p['address']} ({p['discovered_by']})"
+            )
+        c = out["consensus"]
+        if c:
+            lines.append(
+                f"consensus of {c['peers_used']}: true − base clock {c['offset_ns'] / 1e6:+.3f} ms"
+                f" ± {c['bound_ns'] / 1e6:.3f} ms (σ {c['sigma_ns'] / 1e6:.3f} ms)"
+                + (f"; falsetickers: {', '.join(c['falsetickers'])}" if c["falsetickers"] else "")
+            )
+        else:
+            lines.append("no consensus (no usable peers, or no majority)")
+        return "\n".join(lines)
+    width = max(len(k) for k in out)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in out.items())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Code generated from protos/ (package `chronotick.v1`); regenerate with `make protos`."""
