@@ -10,6 +10,14 @@ frequency that wanders (temperature, ageing). Instead of guessing, lines over se
 the window whose recent predictions were best is used. The same out-of-sample errors calibrate
 σ: when the line's own statistics promise less error than its predictions show, σ is widened
 to what they show (the line cannot see the curvature it misses).
+
+Those errors hold the new sample's own noise as well as the line's error, and σ is about the
+line's error only (it is scored against true time), so the noise has to be taken out, and how
+well it is estimated decides whether σ comes out honest. Two estimates of it are used, each
+where it is least biased: per unit weight for the inflation (the fit's noise scale is a mean
+of residual² / variance, so that is the scale on which it is unbiased), and from short lines
+for the tail factor (a long line's residuals also hold the curvature it misses, which is
+exactly the error σ must cover, not noise).
 """
 
 from __future__ import annotations
@@ -96,8 +104,9 @@ class RegressionEstimator:
         self._windows = sorted({min(max(w, cfg.min_samples), cfg.max_samples) for w in cfg.windows})
         self._fits: dict[int, LineFit] = {}
         self._fit_origin_ns = 0
-        #: per window: (squared prediction error, predicted line variance, noise variance)
-        self._scores: dict[int, collections.deque[tuple[float, float, float]]] = {
+        #: per window: (squared prediction error, predicted line variance, the line's noise
+        #: scale s², the sample's relative noise variance v); the noise variance is s²·v
+        self._scores: dict[int, collections.deque[tuple[float, float, float, float]]] = {
             w: collections.deque(maxlen=cfg.scoring_depth) for w in self._windows
         }
         #: per source: (minimum delay, hidden queueing); cleared whenever the window changes
@@ -106,10 +115,15 @@ class RegressionEstimator:
         self._outliers: list[Sample] = []
         self._disrupted = False
         #: (squared prediction error, published σ² there, the sample's noise variance)
+        #: as many as the window scores: where the frequency wanders with temperature, the
+        #: error regime changes within hours, and a longer memory (at long polls, most of a
+        #: day) spreads the factor of one regime over the next
         self._calibration: collections.deque[tuple[float, float, float]] = collections.deque(
-            maxlen=4 * cfg.scoring_depth
+            maxlen=2 * cfg.scoring_depth
         )
         self._tail = 1.0
+        #: recent noise scales s² of the line of 8 samples: the noise estimate of the tail
+        self._short_noise: collections.deque[float] = collections.deque(maxlen=16)
 
     @property
     def samples(self) -> tuple[Sample, ...]:
@@ -125,6 +139,7 @@ class RegressionEstimator:
         self._rejected_in_row = 0
         self._outliers.clear()
         self._calibration.clear()
+        self._short_noise.clear()
         self._tail = 1.0
         self._disrupted = disrupted
 
@@ -138,12 +153,12 @@ class RegressionEstimator:
         if not usable:
             return 0
         largest = usable[-1]
-        reference = [e for e, _v, _n in self._scores[largest]]
+        reference = [e for e, _v, _s2, _n in self._scores[largest]]
         if len(reference) < 8:
             return largest
         best, best_mse = largest, sum(reference) / len(reference)
         for window in usable[:-1]:
-            errors = [e for e, _v, _n in self._scores[window]]
+            errors = [e for e, _v, _s2, _n in self._scores[window]]
             n = min(len(errors), len(reference))
             if n < 8:
                 continue
@@ -170,12 +185,37 @@ class RegressionEstimator:
         if not scores or len(scores) < 8:
             return student
         n = len(scores)
-        mean_err = sum(e for e, _v, _n in scores) / n
-        mean_line = sum(v for _e, v, _n in scores) / n
-        mean_noise = sum(nv for _e, _v, nv in scores) / n
+        mean_err = sum(e for e, _v, _s2, _n in scores) / n
+        mean_line = sum(v for _e, v, _s2, _n in scores) / n
+        mean_noise = sum(s2 * nv for _e, _v, s2, nv in scores) / n
         if mean_line <= 0:
             return student
         return max(student, (mean_err - mean_noise) / mean_line)
+
+    def _sigma_inflation(self, window: int) -> float:
+        """The factor on the line's variance inside σ (≥ 1): `_inflation`, with the errors
+        compared per unit weight.
+
+        The fit's noise scale s² is a weighted mean of residual² / v, so it estimates the
+        noise of a new sample as s²·v only on average over residual² / v; where the delay-based
+        v is a rough guide to a sample's real noise (heavy queueing: v follows the excess
+        delay, the offset error only part of it), the plain mean of s²·v misses the mean
+        noise² by a few per cent. With noise fifty times the line's variance, those few per
+        cent, read as line error, made σ three times too wide. Dividing each error by its v
+        compares like with like. The outlier test keeps `_inflation`: its spread decides
+        which samples are taken, and so the estimate itself.
+        """
+        fit = self._fits.get(window)
+        dof = max(1, fit.n - 2) if fit is not None else 1
+        student = (_T975.get(dof, 1.96) / 1.96) ** 2
+        scores = self._scores.get(window)
+        if not scores or len(scores) < 8:
+            return student
+        excess = sum(e / nv - s2 for e, _v, s2, nv in scores)
+        line = sum(v / nv for _e, v, _s2, nv in scores)
+        if line <= 0:
+            return student
+        return max(student, excess / line)
 
     # -- samples ------------------------------------------------------------------------------
 
@@ -220,14 +260,11 @@ class RegressionEstimator:
                 # The sample's own noise, scaled by the residuals of a line of 16 samples: a
                 # long line's residuals also hold the curvature it misses, which is model
                 # error, and a short one's scale is held up by its prior.
-                shortest = self._fits[
-                    min((w for w in self._fits if w >= 16), default=max(self._fits))
-                ]
                 self._calibration.append(
                     (
                         residual * residual,
                         self._variance_at_ns2(window, fit, x, since_s),
-                        shortest.noise_scale2 * self._variance_ns2(sample),
+                        self._noise_scale2() * self._variance_ns2(sample),
                     )
                 )
                 self._tail = self._tail_factor()
@@ -252,8 +289,29 @@ class RegressionEstimator:
         for window, fit in self._fits.items():
             error = sample.offset_ns - fit.predict_ns(x)
             self._scores[window].append(
-                (error * error, fit.var_at_ns2(x), fit.noise_scale2 * noise_var)
+                (error * error, fit.var_at_ns2(x), fit.noise_scale2, noise_var)
             )
+
+    def _noise_scale2(self) -> float:
+        """The noise scale s² of a new sample, for the tail factor: as little model error in
+        it as the data allow.
+
+        A line's residuals hold the sample noise and the curvature the line misses. The line
+        of 16 samples was the compromise, but where the frequency follows the temperature
+        its s² came out five times the real noise, so the tail factor explained the model's
+        misses as noise and σ stayed too small. The line of 8 samples holds much less
+        curvature; its s² on 6 degrees of freedom scatters, so the median of its recent values
+        is used (a noisy noise estimate would blunt the tail factor: an error looks covered
+        whenever its noise estimate happens to be high). It never exceeds the 16-sample s².
+        """
+        longer = self._fits[min((w for w in self._fits if w >= 16), default=max(self._fits))]
+        short = self._fits.get(8)
+        if short is not None and short.n >= 8:
+            self._short_noise.append(short.noise_scale2)
+        if len(self._short_noise) < 8:
+            return longer.noise_scale2
+        ordered = sorted(self._short_noise)
+        return min(longer.noise_scale2, ordered[len(ordered) // 2])
 
     def _source_delays(self, source: str) -> tuple[int, float]:
         """(minimum delay, hidden queueing) of a source, computed once per window content.
@@ -317,7 +375,7 @@ class RegressionEstimator:
         if fit is None or len(self._samples) < cfg.min_samples:
             status = ClockStatus.DISRUPTED if self._disrupted else ClockStatus.UNKNOWN
             return ClockModel.unknown(now_ns, status)
-        inflation = self._inflation(window)
+        inflation = self._sigma_inflation(window)
         tail = self._tail**2
         last = self._samples[-1]
         x_now = (now_ns - self._fit_origin_ns) / NS_PER_S
@@ -356,7 +414,7 @@ class RegressionEstimator:
         """σ² before the tail calibration: the line's (inflated) variance at x, the wander
         since the last sample, and the path bias that several sources reveal."""
         return (
-            self._inflation(window) * fit.var_at_ns2(x_s)
+            self._sigma_inflation(window) * fit.var_at_ns2(x_s)
             + self.config.wander_ns2_per_s * since_last_s
             + self._path_bias_var_ns2(window, fit)
         )

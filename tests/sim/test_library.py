@@ -10,10 +10,6 @@ from chronotick.sim import runner, scenario
 
 pytestmark = pytest.mark.slow
 
-#: Scenarios whose ±2σ coverage is still outside 0.90-0.99 (docs/benchmarks.md says by how
-#: much and why); open work of issue 3, listed here so that the others stay held to it.
-COVERAGE_OPEN = {"daily_temperature", "heavy_jitter"}
-
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, dict[str, Any]]:
@@ -31,8 +27,7 @@ def test_zero_bound_violations_in_every_scenario(figures: dict[str, dict[str, An
 
 
 def test_two_sigma_coverage_is_honest(figures: dict[str, dict[str, Any]]) -> None:
-    held = {name: row["coverage_2sigma"] for name, row in figures.items()
-            if name not in COVERAGE_OPEN}  # fmt: skip
-    assert len(held) >= 10
+    held = {name: row["coverage_2sigma"] for name, row in figures.items()}
+    assert len(held) >= 13
     outside = {name: c for name, c in held.items() if not 0.90 <= c <= 0.99}
     assert not outside, outside
