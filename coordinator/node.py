@@ -294,8 +294,10 @@ class Node:
         self._record(exchange, address)
 
     def _record(self, exchange: Exchange, address: str) -> None:
+        own = self.own_model()
+        own_drift = own.drift_ppb if own.status.gives_interval else None
         with self._lock:
-            self.table.update(exchange, time.monotonic_ns())
+            self.table.update(exchange, time.monotonic_ns(), own_drift)
             self._addresses[exchange.node_id] = address
 
 

@@ -6,6 +6,12 @@ An exchange gives four timestamps on two base clocks and the peer's own estimate
     offset  = peer base clock − our base clock    (what the faketime settings make true)
     true    = offset + the peer's correction      (true time − our base clock, by that peer)
 
+Like NTP's clock filter, a peer's row is the exchange with the shortest round trip among its
+last `FILTER_DEPTH` bursts, brought forward to the newest one with the two clocks' frequency
+difference (our drift minus the peer's, both from the estimates the exchanges carry): on a
+loaded host most exchanges wait for a thread somewhere, and the least delayed one is the one
+whose timestamps are nearest the wire.
+
 Entries expire a fixed time after their last good exchange, like CockroachDB's clock monitor:
 a peer killed without a goodbye leaves the table within `expiry_s` whatever discovery says.
 The consensus is the inverse-variance mean of the peers whose intervals meet the majority's
@@ -14,6 +20,7 @@ The consensus is the inverse-variance mean of the peers whose intervals meet the
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -25,6 +32,8 @@ from chronotick.status import ClockStatus
 
 #: timestamping noise of a Python gRPC handler on each side (scheduling, not the wire)
 TIMESTAMP_NOISE_NS = 20_000
+#: bursts the filter looks back over
+FILTER_DEPTH = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,40 +82,46 @@ def best_of_burst(exchanges: list[Exchange]) -> Exchange | None:
 
 @dataclasses.dataclass(frozen=True)
 class PeerEntry:
-    """A row of the table: the best exchange of the latest burst with one peer."""
+    """A row of the table: the filtered offset to one peer at its newest exchange.
+
+    `exchange` is the newest exchange (its time, and the peer's newest estimate); `best` the
+    one the filter chose, whose offset is carried to the newest one's time.
+    """
 
     exchange: Exchange
-    #: our monotonic clock at that exchange (expiry must not jump with the realtime clock)
+    best: Exchange
+    #: our monotonic clock at the newest exchange (expiry must not jump with the realtime clock)
     monotonic_ns: int
     expires_monotonic_ns: int
+    offset_ns: int
+    #: width added by carrying `best` forward (the frequency difference is known only so well)
+    carried_ns: int = 0
 
     @property
     def node_id(self) -> str:
         return self.exchange.node_id
 
     @property
-    def offset_ns(self) -> int:
-        return self.exchange.offset_ns
-
-    @property
     def rtt_ns(self) -> int:
-        return self.exchange.rtt_ns
+        return self.best.rtt_ns
 
     @property
     def measured_at_ns(self) -> int:
-        """Our base clock at the middle of the exchange."""
-        return (self.exchange.t1_ns + self.exchange.t4_ns) // 2
+        """Our base clock at the middle of the newest exchange, the instant `offset_ns` is for."""
+        return _midpoint(self.exchange)
 
     @property
     def sigma_ns(self) -> float:
         """σ of `offset_ns`: the asymmetry could be anything within ±rtt/2 (uniform: rtt/√12
-        as σ) plus each side's timestamping noise."""
-        return math.hypot(self.rtt_ns / math.sqrt(12.0), math.sqrt(2.0) * TIMESTAMP_NOISE_NS)
+        as σ), plus each side's timestamping noise, plus what carrying it forward may add."""
+        return math.hypot(
+            self.rtt_ns / math.sqrt(12.0), math.sqrt(2.0) * TIMESTAMP_NOISE_NS, self.carried_ns / 2
+        )
 
     @property
     def half_width_ns(self) -> int:
         """Where the true offset between the base clocks must lie, around `offset_ns`."""
-        return self.rtt_ns // 2 + 2 * TIMESTAMP_NOISE_NS
+        return self.rtt_ns // 2 + 2 * TIMESTAMP_NOISE_NS + self.carried_ns
 
     @property
     def true_offset_ns(self) -> int:
@@ -151,6 +166,10 @@ class ConsensusResult:
     states: dict[str, str]
 
 
+def _midpoint(exchange: Exchange) -> int:
+    return (exchange.t1_ns + exchange.t4_ns) // 2
+
+
 class PeerTable:
     def __init__(self, expiry_s: float, drift_tolerance_ppb: float) -> None:
         if not (math.isfinite(expiry_s) and expiry_s > 0):
@@ -158,9 +177,30 @@ class PeerTable:
         self.expiry_ns = int(expiry_s * NS_PER_S)
         self.drift_tolerance_ppb = drift_tolerance_ppb
         self._entries: dict[str, PeerEntry] = {}
+        self._history: dict[str, collections.deque[Exchange]] = {}
 
-    def update(self, exchange: Exchange, monotonic_ns: int) -> PeerEntry:
-        entry = PeerEntry(exchange, monotonic_ns, monotonic_ns + self.expiry_ns)
+    def update(
+        self, exchange: Exchange, monotonic_ns: int, own_drift_ppb: float | None = None
+    ) -> PeerEntry:
+        """Take the best exchange of a burst. `own_drift_ppb` is our frequency estimate, None
+        without one: the filter then keeps the newest exchange alone."""
+        history = self._history.setdefault(exchange.node_id, collections.deque(maxlen=FILTER_DEPTH))
+        if history and exchange.peer_clock.status is not history[-1].peer_clock.status:
+            history.clear()  # the peer restarted its model: older exchanges measured another clock
+        history.append(exchange)
+        best, offset, carried = exchange, exchange.offset_ns, 0
+        peer_drift = exchange.peer_clock.drift_ppb if exchange.peer_clock.usable else None
+        if own_drift_ppb is not None and peer_drift is not None:
+            newest = _midpoint(exchange)
+            for old in history:
+                age_s = (newest - _midpoint(old)) / NS_PER_S
+                if old.rtt_ns < best.rtt_ns and 0 <= age_s <= self.expiry_ns / NS_PER_S:
+                    best = old
+                    offset = old.offset_ns + int((own_drift_ppb - peer_drift) * age_s)
+                    carried = int(2 * self.drift_tolerance_ppb * age_s)
+        entry = PeerEntry(
+            exchange, best, monotonic_ns, monotonic_ns + self.expiry_ns, offset, carried
+        )
         self._entries[exchange.node_id] = entry
         return entry
 
@@ -168,11 +208,12 @@ class PeerTable:
         """Drop entries past their expiry; returns their node ids."""
         gone = [n for n, e in self._entries.items() if e.expires_monotonic_ns <= monotonic_ns]
         for node_id in gone:
-            del self._entries[node_id]
+            self.remove(node_id)
         return gone
 
     def remove(self, node_id: str) -> None:
         self._entries.pop(node_id, None)
+        self._history.pop(node_id, None)
 
     def entries(self) -> list[PeerEntry]:
         return sorted(self._entries.values(), key=lambda e: e.node_id)

@@ -125,3 +125,29 @@ def test_free_running_peers_make_an_unsynchronized_consensus() -> None:
 def test_expiry_must_be_positive() -> None:
     with pytest.raises(ValueError, match="expiry_s"):
         PeerTable(expiry_s=0.0, drift_tolerance_ppb=1.0)
+
+
+def test_the_filter_keeps_the_least_delayed_burst_carried_forward_by_the_frequencies() -> None:
+    """Our drift 30 ppm, the peer's -70 ppm: its base clock gains 100 µs/s on ours."""
+    table = PeerTable(expiry_s=30.0, drift_tolerance_ppb=5000.0)
+    peer = PeerClock(0, 50_000.0, 200_000, ClockStatus.SYNCHRONIZED, drift_ppb=-70_000.0)
+
+    def at(k: int, delay_ns: int, queued_out_ns: int) -> Exchange:
+        skew = 1_000_000 + 100_000 * 2 * k  # true offset, 2 s per burst
+        return exchange("p", skew, delay_ns + queued_out_ns, delay_ns, T0 + 2 * k * S, peer)
+
+    table.update(at(0, 50_000, 0), 0, own_drift_ppb=30_000.0)  # clean: rtt 100 µs
+    for k in (1, 2, 3):  # queued on the way out: rtt 1.1 ms, offset 500 µs too high
+        entry = table.update(at(k, 50_000, 1_000_000), k, own_drift_ppb=30_000.0)
+    assert entry.best.rtt_ns == 100_000 and entry.rtt_ns == 100_000
+    # burst 0 carried 6 s at 100 ppm: the truth (to the 50 ns the midpoints differ by)
+    assert entry.offset_ns == pytest.approx(1_000_000 + 600_000, abs=100)
+    assert entry.measured_at_ns == _mid(at(3, 50_000, 1_000_000))
+    assert entry.half_width_ns >= 100_000 // 2 + 2 * 5000 * 6  # widened by the carry
+    # without a drift estimate of our own, nothing is carried: the newest burst stands
+    alone = table.update(at(4, 50_000, 1_000_000), 4, own_drift_ppb=None)
+    assert alone.best is alone.exchange and alone.offset_ns == 1_800_000 + 500_000
+
+
+def _mid(e: Exchange) -> int:
+    return (e.t1_ns + e.t4_ns) // 2
