@@ -27,7 +27,7 @@ from coordinator import protocol
 from coordinator.config import NodeConfig
 from coordinator.discovery import Discovery, Endpoint, parse_host_port
 from coordinator.exchange import ExchangeError, PeerClient
-from coordinator.peer_table import ConsensusResult, Exchange, PeerEntry, PeerTable
+from coordinator.peer_table import ConsensusResult, Exchange, PeerEntry, PeerTable, StackBias
 from coordinator.service import SERVICE_NAME, PeerService, add_to_server
 
 log = logging.getLogger("chronotick.node")
@@ -62,6 +62,7 @@ class Node:
         self.table = PeerTable(config.peer_expiry_s, self.daemon.engine.drift_tolerance_ppb)
         self._lock = threading.Lock()
         self._peer_states: dict[str, _PeerState] = {}
+        self.stack_bias = StackBias()
         self._addresses: dict[str, str] = {}
         self.stop_flag = Stopper()
         self.port = 0
@@ -231,6 +232,8 @@ class Node:
             threading.Thread(target=self._measure, args=(e,), name=f"peer {e.host}", daemon=True)
             for e in endpoints
         ]
+        if endpoints:  # beside them, under the same load: how biased our own stack reads
+            threads.append(threading.Thread(target=self._measure_self, name="self", daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -293,11 +296,27 @@ class Node:
         state.node_id = exchange.node_id
         self._record(exchange, address)
 
+    def _measure_self(self) -> None:
+        host, _ = self.config.listen_address
+        address = _address(Endpoint(self.config.advertise_addresses[0], self.port, "self"))
+        if host not in ("0.0.0.0", "::"):
+            address = _address(Endpoint(host, self.port, "self"))
+        try:
+            exchange = self.client.burst(
+                address, "self", self.config.peer_burst, 0.05, self.stop_flag.wait
+            )
+        except ExchangeError as exc:
+            log.debug("self-exchange failed: %s", exc)
+            return
+        if exchange.node_id == self.node_id:
+            with self._lock:
+                self.stack_bias.add(exchange)
+
     def _record(self, exchange: Exchange, address: str) -> None:
         own = self.own_model()
         own_drift = own.drift_ppb if own.status.gives_interval else None
         with self._lock:
-            self.table.update(exchange, time.monotonic_ns(), own_drift)
+            self.table.update(exchange, time.monotonic_ns(), own_drift, self.stack_bias.bias_ns)
             self._addresses[exchange.node_id] = address
 
 

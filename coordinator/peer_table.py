@@ -166,6 +166,35 @@ class ConsensusResult:
     states: dict[str, str]
 
 
+class StackBias:
+    """How much our own exchanges read the offset too high, measured on ourselves.
+
+    An exchange with our own service over our own address compares a clock with itself, so
+    whatever offset it shows is the asymmetry of the software path: a Python gRPC client spends
+    longer between T1 and the wire than between the wire and T4 (about +0.2 ms on the machines
+    this was measured on, the same on every node, since every node runs the same stack). The
+    median of recent self-exchanges, taken in the same rounds and under the same load as the
+    peer exchanges, is subtracted from every peer offset.
+    """
+
+    def __init__(self, depth: int = 15) -> None:
+        self._offsets: collections.deque[int] = collections.deque(maxlen=depth)
+
+    def add(self, exchange: Exchange) -> None:
+        self._offsets.append(exchange.offset_ns)
+
+    @property
+    def bias_ns(self) -> int:
+        if not self._offsets:
+            return 0
+        ordered = sorted(self._offsets)
+        return ordered[len(ordered) // 2]
+
+    @property
+    def samples(self) -> int:
+        return len(self._offsets)
+
+
 def _midpoint(exchange: Exchange) -> int:
     return (exchange.t1_ns + exchange.t4_ns) // 2
 
@@ -180,10 +209,15 @@ class PeerTable:
         self._history: dict[str, collections.deque[Exchange]] = {}
 
     def update(
-        self, exchange: Exchange, monotonic_ns: int, own_drift_ppb: float | None = None
+        self,
+        exchange: Exchange,
+        monotonic_ns: int,
+        own_drift_ppb: float | None = None,
+        bias_ns: int = 0,
     ) -> PeerEntry:
         """Take the best exchange of a burst. `own_drift_ppb` is our frequency estimate, None
-        without one: the filter then keeps the newest exchange alone."""
+        without one: the filter then keeps the newest exchange alone. `bias_ns` is our stack's
+        asymmetry (`StackBias`), taken off the offset."""
         history = self._history.setdefault(exchange.node_id, collections.deque(maxlen=FILTER_DEPTH))
         if history and exchange.peer_clock.status is not history[-1].peer_clock.status:
             history.clear()  # the peer restarted its model: older exchanges measured another clock
@@ -199,7 +233,7 @@ class PeerTable:
                     offset = old.offset_ns + int((own_drift_ppb - peer_drift) * age_s)
                     carried = int(2 * self.drift_tolerance_ppb * age_s)
         entry = PeerEntry(
-            exchange, best, monotonic_ns, monotonic_ns + self.expiry_ns, offset, carried
+            exchange, best, monotonic_ns, monotonic_ns + self.expiry_ns, offset - bias_ns, carried
         )
         self._entries[exchange.node_id] = entry
         return entry

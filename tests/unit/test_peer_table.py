@@ -7,7 +7,7 @@ import math
 import pytest
 
 from chronotick.status import ClockStatus
-from coordinator.peer_table import Exchange, PeerClock, PeerTable, best_of_burst
+from coordinator.peer_table import Exchange, PeerClock, PeerTable, StackBias, best_of_burst
 
 S = 1_000_000_000
 T0 = 1_790_000_000 * S
@@ -151,3 +151,14 @@ def test_the_filter_keeps_the_least_delayed_burst_carried_forward_by_the_frequen
 
 def _mid(e: Exchange) -> int:
     return (e.t1_ns + e.t4_ns) // 2
+
+
+def test_our_stack_bias_is_the_median_self_offset_and_comes_off_peer_offsets() -> None:
+    bias = StackBias(depth=5)
+    assert bias.bias_ns == 0 and bias.samples == 0
+    for out_ns in (300_000, 500_000, 520_000, 540_000, 2_000_000):  # one outlier
+        bias.add(exchange("self", 0, out_ns, 100_000))
+    assert bias.bias_ns == 210_000  # (520 - 100) / 2 µs: the median, not the mean
+    table = PeerTable(expiry_s=10.0, drift_tolerance_ppb=5000.0)
+    entry = table.update(exchange("p", 1_000_000, 520_000, 100_000), 0, bias_ns=bias.bias_ns)
+    assert entry.offset_ns == 1_000_000
