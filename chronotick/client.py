@@ -53,8 +53,6 @@ __all__ = [
 #: a clock step the reader notices by itself: realtime and monotonic disagree by more than this
 #: plus 500 ppm of the data's age (their rates differ by at most the slew of an NTP daemon)
 STEP_TOLERANCE_NS = 1_000_000
-#: wait_until sleeps until this close to the target, then spins
-SPIN_NS = 2_000_000
 
 # Looked up once: on Python 3.11 an enum member or property access through the class costs
 # more than the arithmetic of a read.
@@ -342,8 +340,12 @@ class ChronoTickClient:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    def wait_until(self, target: float, tolerance_ms: float = 1.0) -> float:
+    def wait_until(self, target: float, tolerance_ms: float = 1.0, spin_ms: float = 2.0) -> float:
         """Sleep until corrected time reaches `target` (seconds since the epoch), then spin.
+
+        The last `spin_ms` are spun (microsecond precision on an idle host). With `spin_ms=0`
+        it sleeps to the target instead (about 0.1 ms late): on a host where many processes
+        wake for the same instant, spinners would take the CPU from each other.
 
         Returns how late (positive) or early (negative) it woke, in seconds of corrected time.
         The model is re-read while sleeping, so a correction that arrives meanwhile is obeyed.
@@ -356,6 +358,9 @@ class ChronoTickClient:
             raise ValueError(f"target must be a finite number of seconds, got {target}")
         if not math.isfinite(tolerance_ms) or tolerance_ms <= 0:
             raise ValueError(f"tolerance_ms must be a positive finite number, got {tolerance_ms}")
+        if not math.isfinite(spin_ms) or spin_ms < 0:
+            raise ValueError(f"spin_ms must be a finite number >= 0, got {spin_ms}")
+        spin_ns = round(spin_ms * 1e6)
         target_ns = round(target * NS_PER_S)
         info = self.get_time()
         ahead_s = max(0.0, (target_ns - info.corrected_time_ns) / NS_PER_S)
@@ -363,14 +368,16 @@ class ChronoTickClient:
         _check_tolerance(projected, tolerance_ms)
         while True:
             remaining = target_ns - self._trusted_time(tolerance_ms).corrected_time_ns
-            if remaining <= SPIN_NS:
+            if remaining <= spin_ns:
                 break
-            time.sleep(min((remaining - SPIN_NS) / NS_PER_S, 1.0))
+            time.sleep(min((remaining - spin_ns) / NS_PER_S, 1.0))
         while True:
             info = self.get_time()
             if info.corrected_time_ns >= target_ns:
                 _check_tolerance(self._trusted_time(tolerance_ms), tolerance_ms)
                 return (info.corrected_time_ns - target_ns) / NS_PER_S
+            if not spin_ns:
+                time.sleep((target_ns - info.corrected_time_ns) / NS_PER_S)
 
     def _trusted_time(self, tolerance_ms: float) -> TimeInfo:
         info = self.get_time()

@@ -70,7 +70,7 @@ assert HEADER.size == HOT_OFFSET
 assert HOT_OFFSET + HOT.size == INFO_OFFSET
 assert INFO_OFFSET + INFO.size <= CLOCK_PARAMS_OFFSET
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 #: set to 1 to keep every read in Python even where the C extension is built
 PURE_PYTHON_ENV = "CHRONOTICK_PURE_PYTHON"

@@ -16,12 +16,13 @@ import grpc
 from chronotick.daemon.cli import add_daemon_arguments
 from chronotick.daemon.config import ConfigError, load_file
 from chronotick.daemon.stopper import stop_on_signals
-from coordinator import protocol
+from coordinator import protocol, scenarios
 from coordinator.config import DEFAULT_PORT, NodeConfig, build_node_config
 from coordinator.discovery import parse_host_port
 from coordinator.exchange import describe_rpc_error, open_channel
 from coordinator.proto.chronotick.v1 import peer_pb2 as pb
 from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
+from coordinator.sync import DistributedSyncCoordinator, SyncError
 
 PROG = "chronotick-node"
 
@@ -58,8 +59,14 @@ def parser() -> argparse.ArgumentParser:
         ("status", "the node's clock, sources and peers"),
         ("peers", "the node's peer table and consensus"),
         ("time", "the node's corrected time as an interval"),
+        ("scenario", "run a scenario with the node's peers: simple, periodic or write"),
+        ("commit", "commit timestamps across the node and its peers (TrueTime style)"),
     ):
         query = sub.add_parser(name, help=text)
+        if name == "scenario":
+            query.add_argument("name", choices=scenarios.NAMES)
+        if name == "commit":
+            query.add_argument("--count", type=int, default=1, metavar="N")
         query.add_argument("--connect", metavar="HOST:PORT", default=f"127.0.0.1:{DEFAULT_PORT}")
         query.add_argument("--json", action="store_true", help="one JSON object")
         query.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
@@ -80,7 +87,54 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "start":
         return _start(args)
+    if args.command in ("scenario", "commit"):
+        return _act(args)
     return _query(args)
+
+
+# -- scenario, commit --------------------------------------------------------------------------
+
+
+def _act(args: argparse.Namespace) -> int:
+    try:
+        credentials, server_name = _credentials(args)
+        parse_host_port(args.connect)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "commit" and not 1 <= args.count <= 100_000:
+        print(f"{PROG}: --count must be between 1 and 100000", file=sys.stderr)
+        return 2
+    try:
+        with DistributedSyncCoordinator(
+            connect=args.connect,
+            credentials=credentials,
+            server_name=server_name,
+            timeout_s=args.timeout,
+        ) as sync:
+            if args.command == "scenario":
+                result = scenarios.run(sync, args.name)
+                print(json.dumps(result.as_dict()) if args.json else scenarios.describe(result))
+                return 0 if result.within_tolerance else 1
+            commits = [sync.commit_timestamp() for _ in range(args.count)]
+    except SyncError as exc:
+        print(f"{PROG}: {args.connect}: {exc}", file=sys.stderr)
+        return 1
+    for c in commits:
+        row = {
+            "timestamp_ns": c.timestamp_ns,
+            "participants": list(c.participants),
+            "commit_wait_ms": round(c.commit_wait_ns / 1e6, 3),
+            "max_bound_ms": round(c.max_bound_ns / 1e6, 3),
+        }
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(
+                f"commit {c.timestamp_ns}  wait {row['commit_wait_ms']:.3f} ms  "
+                f"(max bound ±{row['max_bound_ms']:.3f} ms; {len(c.participants)} nodes)"
+            )
+    return 0
 
 
 # -- start -----------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ _DNS_TYPE_SRV: Final = 33
 _DNS_CLASS_IN: Final = 1
 _DNS_FLAGS_QUERY: Final = 0x0000
 
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_HOST_LABEL = re.compile(r"\A[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9-]")
 
 Resolver = Callable[[str], list[str]]

@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import importlib.metadata
 import logging
+import sys
 import threading
 import time
 
@@ -24,13 +25,17 @@ from chronotick.daemon.stopper import Stopper
 from chronotick.estimation.fusion import ExternalEstimate
 from chronotick.model import ClockModel
 from coordinator import protocol
+from coordinator.agreement_service import AgreementService
 from coordinator.config import NodeConfig
 from coordinator.discovery import Discovery, Endpoint, parse_host_port
 from coordinator.exchange import ExchangeError, PeerClient
 from coordinator.peer_table import ConsensusResult, Exchange, PeerEntry, PeerTable, StackBias
+from coordinator.proto.chronotick.v1 import agreement_pb2
 from coordinator.service import SERVICE_NAME, PeerService, add_to_server
 
 log = logging.getLogger("chronotick.node")
+
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 def software_version() -> str:
@@ -87,6 +92,7 @@ class Node:
         )
         if config.use_peers:
             self.daemon.external = self._external
+        self.agreement = AgreementService(self, require_identity=config.tls)
 
     # -- NodeView ----------------------------------------------------------------------------
 
@@ -110,6 +116,12 @@ class Node:
             self.table.expire(time.monotonic_ns())
             return self.table.entries(), self.table.consensus(now, drift), dict(self._addresses)
 
+    def peer_addresses(self) -> dict[str, str]:
+        """node id -> address of every peer in the table (answered within the expiry)."""
+        with self._lock:
+            self.table.expire(time.monotonic_ns())
+            return {e.node_id: self._addresses[e.node_id] for e in self.table.entries()}
+
     def _external(self, at_ns: int, own: ClockModel) -> ExternalEstimate | None:
         drift = own.drift_ppb if own.status.gives_interval else 0.0
         with self._lock:
@@ -132,6 +144,7 @@ class Node:
             maximum_concurrent_rpcs=256,
         )
         add_to_server(PeerService(self, software_version(), require_identity=config.tls), server)
+        add_to_server(self.agreement, server, agreement_pb2, "AgreementService")
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if config.tls:
@@ -187,6 +200,9 @@ class Node:
 
     def run(self) -> None:
         """Serve until `stop()`; always unregisters and closes what it opened."""
+        # A thread waking for a sync point must get the interpreter at once, not after another
+        # thread's 5 ms slice: hand the GIL over every 0.2 ms (a little CPU for punctuality).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         peer_thread = None
         try:
             self.start_service()
@@ -219,6 +235,7 @@ class Node:
             started = time.monotonic()
             try:
                 self.measure_peers()
+                self.agreement.housekeeping()
             except Exception:
                 log.exception("peer round failed; trying again next round")
             remaining = self.config.peer_poll_s - (time.monotonic() - started)

@@ -21,7 +21,7 @@ SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
 #: this, beyond which the transport refuses it first (RESOURCE_EXHAUSTED)
 MAX_MESSAGE_BYTES = 64 * 1024
 GRPC_MESSAGE_LIMIT_BYTES = 4 * MAX_MESSAGE_BYTES
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+NAME_RE = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 #: 2000-01-01 and 2200-01-01: a timestamp outside is a broken clock or a forged field
 MIN_TIME_NS = 946_684_800 * 1_000_000_000
 MAX_TIME_NS = 7_258_118_400 * 1_000_000_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -166,48 +167,78 @@ class PeerService(pb_grpc.PeerServiceServicer):
     def _guard(
         self, context: grpc.ServicerContext, request: _Request, work: Callable[[], _Reply]
     ) -> _Reply:
-        """Authorise, check the size and version, run `work`; turn failures into statuses."""
-        if self.require_identity and not context.peer_identities():
-            log.warning("refused %s: no client certificate of this cluster", context.peer())
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a cluster certificate is required")
-        size = request.ByteSize()  # type: ignore[attr-defined]
-        if size > protocol.MAX_MESSAGE_BYTES:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request of {size} bytes exceeds {protocol.MAX_MESSAGE_BYTES}",
-            )
-        try:
-            protocol.check_version(request.protocol_version)  # type: ignore[attr-defined]
-            return work()
-        except protocol.InvalidMessage as exc:
-            log.info("invalid request from %s: %s", context.peer(), exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except Exception:
-            log.exception("handler failed on a request from %s", context.peer())
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the node's log")
-        raise AssertionError("unreachable: abort raises")
+        return guarded(context, request, work, self.require_identity)
+
+
+class Refusal(Exception):
+    """A handler's answer other than OK or INVALID_ARGUMENT (a deadline it cannot meet, a
+    round it does not know), raised inside `work` and turned into that status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def guarded(
+    context: grpc.ServicerContext,
+    request: _Request,
+    work: Callable[[], _Reply],
+    require_identity: bool,
+) -> _Reply:
+    """Authorise, check the size and version, run `work`; turn failures into statuses.
+
+    Every handler of every service runs through this, so that no request skips a check and
+    no exception reaches gRPC as UNKNOWN.
+    """
+    if require_identity and not context.peer_identities():
+        log.warning("refused %s: no client certificate of this cluster", context.peer())
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "a cluster certificate is required")
+    size = request.ByteSize()  # type: ignore[attr-defined]
+    if size > protocol.MAX_MESSAGE_BYTES:
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request of {size} bytes exceeds {protocol.MAX_MESSAGE_BYTES}",
+        )
+    try:
+        protocol.check_version(request.protocol_version)  # type: ignore[attr-defined]
+        return work()
+    except protocol.InvalidMessage as exc:
+        log.info("invalid request from %s: %s", context.peer(), exc)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except Refusal as exc:
+        log.info("refused a request from %s: %s", context.peer(), exc.message)
+        context.abort(exc.code, exc.message)
+    except Exception:
+        log.exception("handler failed on a request from %s", context.peer())
+        context.abort(grpc.StatusCode.INTERNAL, "internal error; see the node's log")
+    raise AssertionError("unreachable: abort raises")
 
 
 SERVICE_NAME = "chronotick.v1.PeerService"
 
 
-def add_to_server(service: PeerService, server: grpc.Server) -> None:
-    """Register `service`, decoding requests inside the handler.
+def add_to_server(
+    service: object, server: grpc.Server, module: ModuleType = pb, name: str = "PeerService"
+) -> None:
+    """Register `service` (service `name` of the generated `module`), decoding requests inside
+    the handler.
 
     The generated registration decodes before any handler runs, so bytes that are not a
     message would come back as INTERNAL; here they are the caller's error, INVALID_ARGUMENT.
     """
-    descriptor = pb.DESCRIPTOR.services_by_name["PeerService"]
+    descriptor = module.DESCRIPTOR.services_by_name[name]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in descriptor.methods:
-        request_class = getattr(pb, method.input_type.name)
-        reply_class = getattr(pb, method.output_type.name)
+        request_class = getattr(module, method.input_type.name)
+        reply_class = getattr(module, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _decoding(getattr(service, method.name), request_class),
             request_deserializer=None,
             response_serializer=reply_class.SerializeToString,
         )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    generic = grpc.method_handlers_generic_handler(descriptor.full_name, handlers)
+    server.add_generic_rpc_handlers((generic,))
 
 
 def _decoding(
