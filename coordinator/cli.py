@@ -52,8 +52,15 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--peer-poll", type=float, dest="peer_poll_s", metavar="SECONDS")
     start.add_argument("--peer-expiry", type=float, dest="peer_expiry_s", metavar="SECONDS")
     start.add_argument("--peer-timeout", type=float, dest="peer_timeout_s", metavar="SECONDS")
+    start.add_argument("--execute-priority", type=int, dest="execute_priority", metavar="N",
+                       help="SCHED_FIFO priority waiting for a sync point; 0: none")  # fmt: skip
     _add_security(start, insecure_help="plaintext on a non-loopback address (tests, labs)")
     add_daemon_arguments(start)
+
+    demo = sub.add_parser("demo", help="a local cluster: converge, run the scenarios, commit")
+    demo.add_argument("--nodes", type=int, default=3, metavar="N", help="2 to 8 (default 3)")
+    demo.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    demo.add_argument("--commits", type=int, default=100, metavar="N")
 
     for name, text in (
         ("status", "the node's clock, sources and peers"),
@@ -89,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return _start(args)
     if args.command in ("scenario", "commit"):
         return _act(args)
+    if args.command == "demo":
+        from coordinator import demo as demo_module
+
+        return demo_module.main(nodes=args.nodes, as_json=args.json, commits=args.commits)
     return _query(args)
 
 

@@ -47,6 +47,9 @@ class NodeConfig:
     peer_expiry_s: float = 10.0
     #: fuse the peers' consensus into the published clock
     use_peers: bool = True
+    #: SCHED_FIFO priority of the thread that waits for a sync point (0: normal scheduling);
+    #: used when the node may (root or CAP_SYS_NICE), like chronyd's -P
+    execute_priority: int = 1
     daemon: DaemonConfig = dataclasses.field(default_factory=DaemonConfig)
 
     def __post_init__(self) -> None:
@@ -86,6 +89,10 @@ class NodeConfig:
         _check("peer_expiry_s", self.peer_expiry_s, 0.5, 86400.0)
         if not 1 <= self.peer_burst <= 16:
             raise ConfigError(f"peer_burst must be between 1 and 16, got {self.peer_burst}")
+        if not 0 <= self.execute_priority <= 99:
+            raise ConfigError(
+                f"execute_priority must be between 0 and 99, got {self.execute_priority}"
+            )
         if self.peer_expiry_s <= self.peer_poll_s:
             raise ConfigError("peer_expiry_s must be longer than peer_poll_s")
 

@@ -92,7 +92,9 @@ class Node:
         )
         if config.use_peers:
             self.daemon.external = self._external
-        self.agreement = AgreementService(self, require_identity=config.tls)
+        self.agreement = AgreementService(
+            self, require_identity=config.tls, execute_priority=config.execute_priority
+        )
 
     # -- NodeView ----------------------------------------------------------------------------
 

@@ -171,11 +171,17 @@ class DistributedSyncCoordinator:
             raise SyncAborted(result.action_id, list(result.reasons))
         return result.target_time, result.uncertainty
 
-    def wait_for_sync_point(self, target_time: float, tolerance_ms: float) -> float:
+    def wait_for_sync_point(
+        self, target_time: float, tolerance_ms: float, spin_ms: float = 0.3
+    ) -> float:
         """Sleep until `target_time` on this host's corrected clock; returns how late it woke
-        (s). Raises ToleranceError when the bound cannot hold `tolerance_ms`."""
+        (s). Raises ToleranceError when the bound cannot hold `tolerance_ms`.
+
+        It spins only the last `spin_ms` (see `ChronoTickClient.wait_until`): the node on
+        this host is waking for the same instant, and a long spin would take its CPU.
+        """
         with ChronoTickClient(self.shm_name) as clock:
-            return clock.wait_until(target_time, tolerance_ms=tolerance_ms)
+            return clock.wait_until(target_time, tolerance_ms=tolerance_ms, spin_ms=spin_ms)
 
     def round_result(self, action_id: str | None = None, wait_s: float = 5.0) -> RoundResult:
         """A round's decision and every participant's report, waiting up to `wait_s` for the
