@@ -221,13 +221,18 @@ class Participant:
         self._held[proposal.action_id] = _Held(proposal, vote, phase)
         return vote
 
-    def on_decision(self, action_id: str, commit: bool, now_ns: int) -> Phase | None:
+    def on_decision(
+        self, action_id: str, commit: bool, now_ns: int, initiator: str | None = None
+    ) -> Phase | None:
         """Take a commit or an abort; returns the phase it leaves the action in (None when
         the action is unknown). A commit counts only in VOTED and before the commit deadline;
-        an abort always wins over a commit not yet executed."""
+        an abort always wins over a commit not yet executed. A decision from anyone but the
+        proposal's initiator changes nothing (another round that reused the action id)."""
         held = self._held.get(action_id)
         if held is None:
             return None
+        if initiator is not None and initiator != held.proposal.initiator:
+            return held.phase
         if not commit:
             if held.phase in (Phase.VOTED, Phase.COMMITTED, Phase.REFUSED):
                 held.phase = Phase.ABORTED

@@ -76,6 +76,7 @@ class AgreementNode(Protocol):
     def base_now_ns(self) -> int: ...
     def published_model(self) -> ClockModel: ...
     def peer_addresses(self) -> dict[str, str]: ...
+    def falsetickers(self) -> set[str]: ...
 
 
 @dataclasses.dataclass
@@ -149,7 +150,9 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         now, _, _ = self.now()
         with self._lock:
             before = self.participant.may_execute(request.action_id)
-            phase = self.participant.on_decision(request.action_id, request.commit, now)
+            phase = self.participant.on_decision(
+                request.action_id, request.commit, now, request.initiator
+            )
             start = phase is Phase.COMMITTED and not before
             proposal = next(
                 (p for p in self.participant.to_execute() if p.action_id == request.action_id),
@@ -236,7 +239,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         action_id = proposal.action_id
         try:
             with ChronoTickClient(self.node.shm_name) as clock, realtime_priority(self.priority):
-                clock.wait_until(
+                late_s = clock.wait_until(
                     proposal.target_ns / NS_PER_S,
                     tolerance_ms=proposal.tolerance_ns / MS,
                     # sleep to 0.3 ms before, then spin: sleeping to the target wakes
@@ -248,6 +251,15 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         except (ValueError, ShmError) as exc:
             self._finish(Report(action_id, self.node.node_id, Phase.FAILED, detail=str(exc)))
             log.warning("%s not executed: %s", action_id, exc)
+            return
+        if late_s * NS_PER_S > proposal.tolerance_ns:
+            # woken too late to act within the tolerance (a paused process, an overloaded host)
+            why = (
+                f"woke {late_s * 1e3:.3f} ms after the target, beyond the tolerance "
+                f"±{proposal.tolerance_ns / MS:.3f} ms"
+            )
+            self._finish(Report(action_id, self.node.node_id, Phase.FAILED, detail=why))
+            log.warning("%s not executed: %s", action_id, why)
             return
         with self._lock:
             if not self.participant.may_execute(action_id):
@@ -326,13 +338,35 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
             self.rounds[action_id] = state
             while len(self.rounds) > ROUNDS_KEPT:
                 del self.rounds[next(iter(self.rounds))]
-        self._run_round(state)
+        suspects = self.node.falsetickers() & set(proposal.participants)
+        if suspects:
+            # named on purpose, but known to be wrong: abort before anyone is asked
+            for node_id in proposal.participants:
+                why = (
+                    "falseticker in the initiator's peer table (its clock disagrees with the "
+                    "majority)"
+                    if node_id in suspects
+                    else "not asked: another participant is a falseticker"
+                )
+                state.round.on_no_vote(node_id, why)
+            state.round.decide(now)
+            log.warning(
+                "%s aborted: falsetickers named: %s", action_id, ", ".join(sorted(suspects))
+            )
+        else:
+            self._run_round(state)
         return self._round_reply(state)
 
     def _participants(self, wanted: list[str]) -> dict[str, str]:
+        """The peers a round or a commit involves: the ones asked for, or by default every
+        peer in the table except those the consensus rejects as falsetickers (a clock that
+        disagrees with the majority would act at the wrong instant)."""
         known = self.node.peer_addresses()
         if not wanted:
-            return known
+            suspects = self.node.falsetickers() & set(known)
+            if suspects:
+                log.info("leaving out falsetickers: %s", ", ".join(sorted(suspects)))
+            return {n: a for n, a in known.items() if n not in suspects}
         for node_id in wanted:
             protocol.check_name("participants", node_id)
         missing = [n for n in wanted if n not in known and n != self.node.node_id]

@@ -124,6 +124,11 @@ class Node:
             self.table.expire(time.monotonic_ns())
             return {e.node_id: self._addresses[e.node_id] for e in self.table.entries()}
 
+    def falsetickers(self) -> set[str]:
+        """Peers whose intervals miss the majority's in the consensus right now."""
+        _, result, _ = self.peer_snapshot()
+        return {n for n, state in result.states.items() if state == "falseticker"}
+
     def _external(self, at_ns: int, own: ClockModel) -> ExternalEstimate | None:
         drift = own.drift_ppb if own.status.gives_interval else 0.0
         with self._lock:

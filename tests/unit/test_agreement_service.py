@@ -48,6 +48,7 @@ class FakeNode:
     stop_flag: Stopper
     peers: dict[str, str]
     cluster: str = CLUSTER
+    suspects: tuple[str, ...] = ()
 
     def base_now_ns(self) -> int:
         return time.time_ns()
@@ -57,6 +58,9 @@ class FakeNode:
 
     def peer_addresses(self) -> dict[str, str]:
         return dict(self.peers)
+
+    def falsetickers(self) -> set[str]:
+        return set(self.suspects)
 
     # PeerService's view too: commit wait reads the participants' intervals through GetTime
     started_monotonic_ns: int = 0
@@ -272,3 +276,16 @@ def test_start_round_checks_its_arguments(pair: tuple[Served, Served]) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             start(a, **kwargs)  # type: ignore[arg-type]
         assert message in (caught.value.details() or ""), kwargs
+
+
+def test_falsetickers_are_left_out_and_naming_one_aborts(pair: tuple[Served, Served]) -> None:
+    a, _ = pair
+    a.node.suspects = ("b",)
+    alone = start(a)
+    assert alone.committed and list(alone.participants) == ["a"]
+    named = start(a, participants=["b"])
+    assert not named.committed
+    assert list(named.reasons) == [
+        "a: not asked: another participant is a falseticker",
+        "b: falseticker in the initiator's peer table (its clock disagrees with the majority)",
+    ]
