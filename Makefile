@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
 APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2
 
-.PHONY: demo test lint typecheck protos system-packages venv clean
+.PHONY: demo demo-host test lint typecheck protos system-packages venv clean
 
 $(STAMP): pyproject.toml setup.py chronotick/_fastread.c
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ system-packages:
 	  else echo "missing Debian packages:$$missing (run as root or install them; their tests will say why they skip)"; fi; \
 	fi
 
+# Three nodes on loopback, each on a simulated clock of its own: converge, act together, commit.
 demo: $(STAMP)
+	$(PY) -m coordinator.cli demo
+
+# One daemon and one reader on this host, printing every second.
+demo-host: $(STAMP)
 	$(PY) -m chronotick.demo --seconds $(DEMO_SECONDS)
 
 test: system-packages $(STAMP) lint typecheck
