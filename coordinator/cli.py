@@ -106,13 +106,26 @@ def main(argv: list[str] | None = None) -> int:
 # -- scenario, commit --------------------------------------------------------------------------
 
 
-def _act(args: argparse.Namespace) -> int:
+def _connection(args: argparse.Namespace) -> tuple[grpc.ChannelCredentials | None, str] | None:
+    """The TLS credentials and server name for `--connect`, or None (and the message printed)
+    when a flag is wrong."""
     try:
         credentials, server_name = _credentials(args)
         parse_host_port(args.connect)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return None
+    if not (0 < args.timeout <= 600):
+        print(f"{PROG}: --timeout must be between 0 and 600 s", file=sys.stderr)
+        return None
+    return credentials, server_name
+
+
+def _act(args: argparse.Namespace) -> int:
+    connection = _connection(args)
+    if connection is None:
         return 2
+    credentials, server_name = connection
     if args.command == "commit" and not 1 <= args.count <= 100_000:
         print(f"{PROG}: --count must be between 1 and 100000", file=sys.stderr)
         return 2
@@ -186,15 +199,10 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
 
 
 def _query(args: argparse.Namespace) -> int:
-    try:
-        credentials, server_name = _credentials(args)
-        parse_host_port(args.connect)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+    connection = _connection(args)
+    if connection is None:
         return 2
-    if not (0 < args.timeout <= 600):
-        print(f"{PROG}: --timeout must be between 0 and 600 s", file=sys.stderr)
-        return 2
+    credentials, server_name = connection
     channel = open_channel(args.connect, credentials, server_name)
     stub = pb_grpc.PeerServiceStub(channel)
     version = protocol.PROTOCOL_VERSION

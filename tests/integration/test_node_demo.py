@@ -20,13 +20,8 @@ from typing import Any
 import pytest
 
 from chronotick.shm import SHM_DIR
-from coordinator.demo import (
-    READY_BOUND_NS,
-    READY_HORIZON_S,
-    CommitRecord,
-    ordering_violations,
-    projected_bound_ns,
-)
+from coordinator.commits import CommitRecord, ordering_violations
+from coordinator.demo import READY_BOUND_NS, READY_HORIZON_S, projected_bound_ns
 from tests.helpers.node import FAST_TOML, free_tcp_port, node_processes, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
