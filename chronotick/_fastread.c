@@ -466,7 +466,64 @@ fastread_ns_to_seconds(PyObject *Py_UNUSED(module), PyObject *arg)
     return PyFloat_FromDouble(ns_to_seconds(ns));
 }
 
+/* sleep_until_realtime_ns(target_ns, spin_ns) -> the CLOCK_REALTIME reading it woke at.
+ *
+ * The whole wait, and the reading that ends it, run with the GIL released: a thread woken for
+ * a sync point in Python must first win the interpreter back from the process's other threads,
+ * and on a busy host that costs hundreds of microseconds; here the instant is read first and
+ * the interpreter taken back after. Sleeps until spin_ns before the target, then spins. The
+ * caller keeps waits short (the target at most 10 s ahead): signals are seen only on return. */
+static PyObject *
+fastread_sleep_until_realtime_ns(PyObject *Py_UNUSED(module), PyObject *const *args,
+                                 Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sleep_until_realtime_ns(target_ns, spin_ns)");
+        return NULL;
+    }
+    long long target = PyLong_AsLongLong(args[0]);
+    if (target == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long long spin = PyLong_AsLongLong(args[1]);
+    if (spin == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (spin < 0 || spin > NS_PER_S) {
+        PyErr_SetString(PyExc_ValueError, "spin_ns must be between 0 and 1 s");
+        return NULL;
+    }
+    if (target - clock_ns(CLOCK_REALTIME) > 10 * (long long)NS_PER_S) {
+        PyErr_SetString(PyExc_ValueError, "target more than 10 s ahead: sleep in Python first");
+        return NULL;
+    }
+    int64_t stamp;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        int64_t now = clock_ns(CLOCK_REALTIME);
+        int64_t left = (int64_t)target - now;
+        if (left <= 0) {
+            stamp = now;
+            break;
+        }
+        if (left > spin) {
+            int64_t nap = left - spin;
+            struct timespec ts = {(time_t)(nap / NS_PER_S), (long)(nap % NS_PER_S)};
+            nanosleep(&ts, NULL); /* interrupted: the loop looks again */
+        }
+        else {
+            cpu_relax();
+        }
+    }
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong((long long)stamp);
+}
+
 static PyMethodDef module_methods[] = {
+    {"sleep_until_realtime_ns", (PyCFunction)(void (*)(void))fastread_sleep_until_realtime_ns,
+     METH_FASTCALL,
+     "sleep_until_realtime_ns(target_ns, spin_ns) -> the CLOCK_REALTIME reading it woke at,\n"
+     "waiting and reading with the GIL released."},
     {"ns_to_seconds", fastread_ns_to_seconds, METH_O,
      "ns_to_seconds(ns, /)\n--\n\nns / 10**9 as now() computes it (for tests)."},
     {NULL, NULL, 0, NULL},

@@ -26,6 +26,7 @@ import grpc
 from chronotick.client import ChronoTickClient
 from chronotick.daemon.stopper import Stopper
 from chronotick.model import ClockModel
+from chronotick.precise_sleep import sleep_until_realtime_ns
 from chronotick.shm import ShmError
 from coordinator import protocol
 from coordinator.agreement import (
@@ -59,7 +60,10 @@ KEEP_NS = 600 * NS_PER_S
 #: commit wait gives up (DEADLINE_EXCEEDED) past this: a bound this wide is no bound
 MAX_COMMIT_WAIT_NS = 10 * NS_PER_S
 ROUNDS_KEPT = 1000
-EXECUTE_SPIN_MS = 0.3
+#: the last stretch before a target is slept with the GIL released (chronotick.precise_sleep),
+#: spinning its final EXECUTE_SPIN_NS
+PRECISE_WAIT_NS = 5 * MS
+EXECUTE_SPIN_NS = 50_000
 #: reports are gathered from this long after the target on
 REPORT_GRACE_NS = 50 * MS
 
@@ -77,6 +81,8 @@ class AgreementNode(Protocol):
     def published_model(self) -> ClockModel: ...
     def peer_addresses(self) -> dict[str, str]: ...
     def falsetickers(self) -> set[str]: ...
+    def realtime_for_base(self, base_ns: int) -> int: ...
+    def base_for_realtime(self, realtime_ns: int) -> int: ...
 
 
 @dataclasses.dataclass
@@ -239,19 +245,28 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         action_id = proposal.action_id
         try:
             with ChronoTickClient(self.node.shm_name) as clock, realtime_priority(self.priority):
-                late_s = clock.wait_until(
-                    proposal.target_ns / NS_PER_S,
+                # most of the way on the published clock (which also checks the bound), then
+                # the last stretch on the base clock, converted once through the same model
+                clock.wait_until(
+                    (proposal.target_ns - PRECISE_WAIT_NS) / NS_PER_S,
                     tolerance_ms=proposal.tolerance_ns / MS,
-                    # sleep to 0.3 ms before, then spin: sleeping to the target wakes
-                    # 0.1-0.3 ms late; a long spin starves the other nodes on a small host
-                    spin_ms=EXECUTE_SPIN_MS,
+                    spin_ms=0.0,
                 )
-                now, model, base = self.now()
-                host_ns = time.time_ns()
+                model = self.node.published_model()
+                base_target = proposal.target_ns - model.offset_at(
+                    proposal.target_ns - model.offset_ns
+                )
+                realtime = sleep_until_realtime_ns(
+                    self.node.realtime_for_base(base_target), EXECUTE_SPIN_NS
+                )
+                host_ns = realtime
+                base = self.node.base_for_realtime(realtime)
+                now = model.corrected_ns(base)
         except (ValueError, ShmError) as exc:
             self._finish(Report(action_id, self.node.node_id, Phase.FAILED, detail=str(exc)))
             log.warning("%s not executed: %s", action_id, exc)
             return
+        late_s = (now - proposal.target_ns) / NS_PER_S
         if late_s * NS_PER_S > proposal.tolerance_ns:
             # woken too late to act within the tolerance (a paused process, an overloaded host)
             why = (

@@ -5,6 +5,7 @@ the larger timestamp). The demo, the namespace tests and the benchmark share thi
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import threading
@@ -25,39 +26,52 @@ class CommitRecord:
     max_bound_ns: int
 
 
-def ordering_violations(commits: Sequence[CommitRecord]) -> int:
-    """Pairs (A, B) where A was acknowledged before B started, in true time, yet
-    timestamp(A) >= timestamp(B): exactly what TrueTime's commit wait promises never happens.
+@dataclasses.dataclass(frozen=True)
+class OrderingCheck:
+    """TrueTime's promise checked on commits seen from outside.
 
-    O(n log n): B in order of start; the A acknowledged before it join a Fenwick tree over the
-    ranks of the timestamps as they become eligible, and the tree counts those with a timestamp
-    at or above B's.
+    `violations` counts the commits B for which some commit A was acknowledged before B began
+    (true time) and yet ts(A) >= ts(B): zero when commit wait works. `min_margin_ns` is the
+    smallest ts(B) − ts(A) over such pairs (how close the order came to breaking), `worst`
+    that pair. `outside_window` counts commits whose timestamp is not within their own
+    [true start, true ack]: with true bounds the timestamp is at least true time at the start,
+    and the acknowledgement waits until true time is past it.
     """
-    stamps = sorted({c.timestamp_ns for c in commits})
-    rank = {t: i + 1 for i, t in enumerate(stamps)}
-    tree = [0] * (len(stamps) + 1)
 
-    def add(i: int) -> None:
-        while i < len(tree):
-            tree[i] += 1
-            i += i & -i
+    violations: int
+    min_margin_ns: int | None
+    worst: tuple[CommitRecord, CommitRecord] | None
+    outside_window: int
 
-    def at_most(i: int) -> int:
-        total = 0
-        while i > 0:
-            total += tree[i]
-            i -= i & -i
-        return total
 
+def check_ordering(commits: Sequence[CommitRecord]) -> OrderingCheck:
+    """One sweep, O(n log n): commits in order of true start; those acknowledged strictly
+    before it have their largest timestamp kept as a running maximum over the acks."""
     by_ack = sorted(commits, key=lambda c: c.true_ack_ns)
-    added = 0
+    acks = [c.true_ack_ns for c in by_ack]
+    best_so_far: list[CommitRecord] = []
+    for c in by_ack:
+        best = best_so_far[-1] if best_so_far else None
+        best_so_far.append(c if best is None or c.timestamp_ns > best.timestamp_ns else best)
     violations = 0
+    margin: int | None = None
+    worst: tuple[CommitRecord, CommitRecord] | None = None
     for b in sorted(commits, key=lambda c: c.true_start_ns):
-        while added < len(by_ack) and by_ack[added].true_ack_ns < b.true_start_ns:
-            add(rank[by_ack[added].timestamp_ns])
-            added += 1
-        violations += added - at_most(rank[b.timestamp_ns] - 1)
-    return violations
+        k = bisect.bisect_left(acks, b.true_start_ns)
+        if k == 0:
+            continue
+        a = best_so_far[k - 1]
+        m = b.timestamp_ns - a.timestamp_ns
+        if m <= 0:
+            violations += 1
+        if margin is None or m < margin:
+            margin, worst = m, (a, b)
+    outside = sum(1 for c in commits if not c.true_start_ns <= c.timestamp_ns <= c.true_ack_ns)
+    return OrderingCheck(violations, margin, worst, outside)
+
+
+def ordering_violations(commits: Sequence[CommitRecord]) -> int:
+    return check_ordering(commits).violations
 
 
 def commit_burst(

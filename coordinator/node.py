@@ -24,6 +24,7 @@ from chronotick.daemon.service import Daemon
 from chronotick.daemon.stopper import Stopper
 from chronotick.estimation.fusion import ExternalEstimate
 from chronotick.model import ClockModel
+from chronotick.precise_sleep import from_realtime_ns, to_realtime_ns
 from coordinator import protocol
 from coordinator.agreement_service import AgreementService
 from coordinator.config import NodeConfig
@@ -123,6 +124,12 @@ class Node:
         with self._lock:
             self.table.expire(time.monotonic_ns())
             return {e.node_id: self._addresses[e.node_id] for e in self.table.entries()}
+
+    def realtime_for_base(self, base_ns: int) -> int:
+        return to_realtime_ns(self.daemon.clock, base_ns)
+
+    def base_for_realtime(self, realtime_ns: int) -> int:
+        return from_realtime_ns(self.daemon.clock, realtime_ns)
 
     def falsetickers(self) -> set[str]:
         """Peers whose intervals miss the majority's in the consensus right now."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from chronotick.shm import SHM_DIR
-from coordinator.commits import CommitRecord, ordering_violations
 from coordinator.demo import READY_BOUND_NS, READY_HORIZON_S, projected_bound_ns
 from tests.helpers.node import FAST_TOML, free_tcp_port, node_processes, wait_until
 
@@ -204,37 +202,3 @@ def test_example_runs_a_scenario_on_real_nodes(tmp_path: Path) -> None:
     assert "scenario simple" in result.stdout, result.stderr
     assert "e0" in result.stdout and "e1" in result.stdout
     assert result.returncode == 0 and "OK:" in result.stdout, result.stdout + result.stderr
-
-
-# -- the ordering check --------------------------------------------------------------------
-
-
-def _brute_force(commits: list[CommitRecord]) -> int:
-    return sum(
-        1
-        for a in commits
-        for b in commits
-        if a.true_ack_ns < b.true_start_ns and a.timestamp_ns >= b.timestamp_ns
-    )
-
-
-def test_ordering_violations_counts_every_pair() -> None:
-    rng = random.Random(7)
-    for _ in range(300):
-        commits = []
-        for _ in range(rng.randint(0, 30)):
-            start = rng.randint(0, 100)
-            commits.append(
-                CommitRecord("n", start, start + rng.randint(0, 30), rng.randint(0, 40), 1, 1)
-            )
-        assert ordering_violations(commits) == _brute_force(commits)
-
-
-def test_ordering_violations_of_a_correct_history_is_zero() -> None:
-    commits = [CommitRecord("n", 10 * k, 10 * k + 5, 100 + k, 1, 1) for k in range(50)]
-    assert ordering_violations(commits) == 0
-    # equal timestamps for commits in real-time order violate it
-    assert (
-        ordering_violations([CommitRecord("n", 0, 5, 7, 1, 1), CommitRecord("n", 6, 9, 7, 1, 1)])
-        == 1
-    )

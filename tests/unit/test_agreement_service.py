@@ -62,6 +62,12 @@ class FakeNode:
     def falsetickers(self) -> set[str]:
         return set(self.suspects)
 
+    def realtime_for_base(self, base_ns: int) -> int:
+        return base_ns
+
+    def base_for_realtime(self, realtime_ns: int) -> int:
+        return realtime_ns
+
     # PeerService's view too: commit wait reads the participants' intervals through GetTime
     started_monotonic_ns: int = 0
 
