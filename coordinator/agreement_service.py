@@ -586,6 +586,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
                 "; ".join(f"{n}: {r}" for n, r in sorted(failures.items())),
             )
         timestamp = max(latest.values())
+        chosen, _, _ = self.now()
         wait = apb.WaitPastRequest(
             protocol_version=protocol.PROTOCOL_VERSION,
             cluster=self.node.cluster,
@@ -612,7 +613,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
             protocol_version=protocol.PROTOCOL_VERSION,
             timestamp_ns=timestamp,
             participants=sorted(latest),
-            commit_wait_ns=acknowledged - started,
+            commit_wait_ns=acknowledged - chosen,
             max_bound_ns=max(bounds.values()),
             started_ns=started,
             acknowledged_ns=acknowledged,

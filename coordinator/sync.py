@@ -56,6 +56,9 @@ class NodeExecution:
     base_time_ns: int
     host_time_ns: int
     detail: str
+    #: the same instant and bound in integer nanoseconds (0 when it did not run)
+    executed_at_ns: int = 0
+    bound_ns: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,7 @@ class RoundResult:
     action_id: str
     target_time: float
     tolerance_ms: float
+    target_ns: int
     committed: bool
     participants: tuple[str, ...]
     reasons: tuple[str, ...]
@@ -268,6 +272,8 @@ def _round_result(reply: apb.RoundReply) -> RoundResult:
             base_time_ns=r.base_time_ns,
             host_time_ns=r.host_time_ns,
             detail=r.detail,
+            executed_at_ns=r.executed_at_ns if r.phase == "executed" else 0,
+            bound_ns=r.bound_ns if r.phase == "executed" else 0,
         )
         for r in reply.reports
     }
@@ -275,6 +281,7 @@ def _round_result(reply: apb.RoundReply) -> RoundResult:
         action_id=reply.action_id,
         target_time=reply.target_ns / NS_PER_S,
         tolerance_ms=reply.tolerance_ns / 1e6,
+        target_ns=reply.target_ns,
         committed=reply.committed,
         participants=tuple(reply.participants),
         reasons=tuple(reply.reasons),
