@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
-APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2
+APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2 systemd
 
 .PHONY: demo demo-host test lint typecheck protos system-packages venv clean
 
