@@ -493,8 +493,9 @@ fastread_sleep_until_realtime_ns(PyObject *Py_UNUSED(module), PyObject *const *a
         PyErr_SetString(PyExc_ValueError, "spin_ns must be between 0 and 1 s");
         return NULL;
     }
-    if (target - clock_ns(CLOCK_REALTIME) > 10 * (long long)NS_PER_S) {
-        PyErr_SetString(PyExc_ValueError, "target more than 10 s ahead: sleep in Python first");
+    if (target < 0 || target - clock_ns(CLOCK_REALTIME) > 10 * (long long)NS_PER_S) {
+        PyErr_SetString(PyExc_ValueError,
+                        "target negative, or more than 10 s ahead: sleep in Python first");
         return NULL;
     }
     int64_t stamp;

@@ -19,6 +19,14 @@ import enum
 import re
 
 NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+#: a participant refuses a proposal whose commit deadline is nearer than this
+MIN_LEAD_NS = 100 * NS_PER_MS
+#: how far ahead a round's target may lie: the shortest delay leaves the vote and the commit
+#: 100 ms each beside MIN_LEAD_NS; the longest keeps what a node holds for a round bounded
+MIN_DELAY_NS = 300 * NS_PER_MS
+MAX_DELAY_NS = 3600 * NS_PER_S
+MAX_TOLERANCE_NS = 60 * NS_PER_S
 ACTION_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 
 
@@ -276,6 +284,9 @@ class Participant:
         if held.report is not None:
             return held.report
         return Report(action_id, self.node_id, held.phase, detail=held.vote.reason)
+
+    def held_count(self) -> int:
+        return len(self._held)
 
     def forget_before(self, now_ns: int, keep_ns: int) -> None:
         """Drop actions whose target is more than `keep_ns` past (memory stays bounded)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import secrets
 import threading
@@ -31,6 +32,10 @@ from chronotick.shm import ShmError
 from coordinator import protocol
 from coordinator.agreement import (
     ACTION_ID_RE,
+    MAX_DELAY_NS,
+    MAX_TOLERANCE_NS,
+    MIN_DELAY_NS,
+    MIN_LEAD_NS,
     ClockOutlook,
     Participant,
     Phase,
@@ -50,10 +55,13 @@ log = logging.getLogger("chronotick.agreement")
 
 NS_PER_S = 1_000_000_000
 MS = 1_000_000
-#: a participant refuses a proposal whose commit deadline is nearer than this
-MIN_LEAD_NS = 100 * MS
-MIN_DELAY_NS = 200 * MS
-MAX_DELAY_NS = 3600 * NS_PER_S
+#: a decision is delivered within this even when the commit deadline is further away: a
+#: participant that hangs must not hold the initiator's handler for the length of the delay
+DECIDE_TIMEOUT_S = 5.0
+#: a GetRound that waits for reports gives up after this (or the caller's deadline)
+MAX_REPORT_WAIT_S = 60.0
+#: participants keep at most this many actions (old ones are forgotten first)
+MAX_HELD_ACTIONS = 10_000
 MAX_PARTICIPANTS = 64
 #: how long a participant remembers an action after its target (reports stay readable)
 KEEP_NS = 600 * NS_PER_S
@@ -142,7 +150,14 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
 
     def propose(self, request: apb.ProposeRequest) -> apb.VoteReply:
         proposal = proposal_from_wire(request, self.node.cluster)
+        now, _, _ = self.now()
+        if not now < proposal.target_ns <= now + MAX_DELAY_NS + NS_PER_S:
+            # refused without being kept: nothing a stranger sends may pile up here
+            why = "target not within the next hour" if proposal.target_ns > now else "target past"
+            return vote_to_wire(Vote(proposal.action_id, self.node.node_id, False, why, 0, 0))
         with self._lock:
+            if self.participant.held_count() >= MAX_HELD_ACTIONS:
+                self.participant.forget_before(now, 0)
             vote = self.participant.on_propose(proposal, self.outlook(proposal.target_ns))
         if not vote.accept:
             log.info("refused %s from %s: %s", proposal.action_id, proposal.initiator, vote.reason)
@@ -202,14 +217,29 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
     def WaitPast(
         self, request: apb.WaitPastRequest, context: grpc.ServicerContext
     ) -> apb.WaitPastReply:
-        return guarded(context, request, lambda: self.wait_past(request), self.require_identity)
+        return guarded(
+            context,
+            request,
+            lambda: self.wait_past(request, _remaining_s(context)),
+            self.require_identity,
+        )
 
-    def wait_past(self, request: apb.WaitPastRequest) -> apb.WaitPastReply:
+    def wait_past(
+        self, request: apb.WaitPastRequest, caller_remaining_s: float = math.inf
+    ) -> apb.WaitPastReply:
         """Commit wait on this node: return once its earliest possible time is past the
         timestamp. Sleeps in steps of the remaining gap, never longer than the deadline."""
         if request.cluster != self.node.cluster:
             raise protocol.InvalidMessage(f"cluster {request.cluster!r} is not this node's")
         protocol.check_time("timestamp_ns", request.timestamp_ns)
+        now, model, base = self.now()
+        if model.status.gives_interval:
+            gap_ns = request.timestamp_ns - (now - model.bound_at(base))
+            if gap_ns > MAX_COMMIT_WAIT_NS:
+                raise protocol.InvalidMessage(
+                    f"timestamp_ns is {gap_ns / NS_PER_S:.1f} s past this node's earliest: "
+                    "more than a commit wait can be"
+                )
         started = time.monotonic_ns()
         while True:
             now, model, base = self.now()
@@ -228,7 +258,8 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
                     latest_ns=now + bound,
                     waited_ns=time.monotonic_ns() - started,
                 )
-            if time.monotonic_ns() - started > MAX_COMMIT_WAIT_NS:
+            waited_ns = time.monotonic_ns() - started
+            if waited_ns > min(MAX_COMMIT_WAIT_NS, caller_remaining_s * NS_PER_S):
                 raise Refusal(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     "earliest did not pass the timestamp within 10 s",
@@ -244,7 +275,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         came meanwhile. Never raises: what happened goes into the report."""
         action_id = proposal.action_id
         try:
-            with ChronoTickClient(self.node.shm_name) as clock, realtime_priority(self.priority):
+            with ChronoTickClient(self.node.shm_name) as clock:
                 # most of the way on the published clock (which also checks the bound), then
                 # the last stretch on the base clock, converted once through the same model
                 clock.wait_until(
@@ -252,19 +283,29 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
                     tolerance_ms=proposal.tolerance_ns / MS,
                     spin_ms=0.0,
                 )
-                model = self.node.published_model()
-                base_target = proposal.target_ns - model.offset_at(
-                    proposal.target_ns - model.offset_ns
+            model = self.node.published_model()
+            if not model.status.gives_interval:
+                raise ValueError(f"the clock lost its model ({model.status.name})")
+            base_target = proposal.target_ns - model.offset_at(proposal.target_ns - model.offset_ns)
+            if model.bound_at(base_target) > proposal.tolerance_ns:
+                raise ValueError(
+                    f"bound at target ±{model.bound_at(base_target) / MS:.3f} ms exceeds "
+                    f"tolerance ±{proposal.tolerance_ns / MS:.3f} ms"
                 )
+            with realtime_priority(self.priority):
                 realtime = sleep_until_realtime_ns(
                     self.node.realtime_for_base(base_target), EXECUTE_SPIN_NS
                 )
-                host_ns = realtime
-                base = self.node.base_for_realtime(realtime)
-                now = model.corrected_ns(base)
+            host_ns = realtime
+            base = self.node.base_for_realtime(realtime)
+            now = model.corrected_ns(base)
         except (ValueError, ShmError) as exc:
             self._finish(Report(action_id, self.node.node_id, Phase.FAILED, detail=str(exc)))
             log.warning("%s not executed: %s", action_id, exc)
+            return
+        except Exception as exc:  # a bug must leave a report, not a round waiting for one
+            log.exception("%s: the action thread failed", action_id)
+            self._finish(Report(action_id, self.node.node_id, Phase.FAILED, detail=repr(exc)))
             return
         late_s = (now - proposal.target_ns) / NS_PER_S
         if late_s * NS_PER_S > proposal.tolerance_ns:
@@ -322,19 +363,17 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
     def start_round(self, request: apb.StartRoundRequest) -> apb.RoundReply:
         if not MIN_DELAY_NS <= request.delay_ns <= MAX_DELAY_NS:
             raise protocol.InvalidMessage(
-                f"delay_ns {request.delay_ns} must be between 0.2 s and 1 h"
+                f"delay_ns {request.delay_ns} must be between "
+                f"{MIN_DELAY_NS / NS_PER_S:g} s and {MAX_DELAY_NS / NS_PER_S:g} s"
             )
-        if not 0 < request.tolerance_ns <= 60 * NS_PER_S:
+        if not 0 < request.tolerance_ns <= MAX_TOLERANCE_NS:
             raise protocol.InvalidMessage(
                 f"tolerance_ns {request.tolerance_ns} must be in (0, 60 s]"
             )
-        _check_action(request.action or "mark")
+        check_action(request.action or "mark")
         action_id = request.action_id or f"{self.node.node_id}-{secrets.token_hex(6)}"
         if not ACTION_ID_RE.match(action_id):
             raise protocol.InvalidMessage(f"action_id {action_id[:40]!r} is malformed")
-        with self._lock:
-            if action_id in self.rounds:
-                raise protocol.InvalidMessage(f"action_id {action_id!r} was used already")
         addresses = self._participants(list(request.participants))
         now, _, _ = self.now()
         vote_deadline, commit_deadline, target = deadlines(now, request.delay_ns)
@@ -349,22 +388,26 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
             action=request.action or "mark",
         )
         state = _RoundState(Round(proposal), addresses, self.outlook(target))
-        with self._lock:
+        with self._lock:  # checked and taken in one step: two calls cannot share an id
+            if action_id in self.rounds:
+                raise protocol.InvalidMessage(f"action_id {action_id!r} was used already")
             self.rounds[action_id] = state
             while len(self.rounds) > ROUNDS_KEPT:
                 del self.rounds[next(iter(self.rounds))]
         suspects = self.node.falsetickers() & set(proposal.participants)
         if suspects:
             # named on purpose, but known to be wrong: abort before anyone is asked
-            for node_id in proposal.participants:
-                why = (
-                    "falseticker in the initiator's peer table (its clock disagrees with the "
-                    "majority)"
-                    if node_id in suspects
-                    else "not asked: another participant is a falseticker"
-                )
-                state.round.on_no_vote(node_id, why)
-            state.round.decide(now)
+            with self._lock:
+                for node_id in proposal.participants:
+                    why = (
+                        "falseticker in the initiator's peer table (its clock disagrees with "
+                        "the majority)"
+                        if node_id in suspects
+                        else "not asked: another participant is a falseticker"
+                    )
+                    state.round.on_no_vote(node_id, why)
+                    state.round.on_report(Report(action_id, node_id, Phase.UNKNOWN, detail=why))
+                state.round.decide(now)
             log.warning(
                 "%s aborted: falsetickers named: %s", action_id, ", ".join(sorted(suspects))
             )
@@ -439,7 +482,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         self.decide(decide)
 
         def tell(node_id: str, address: str) -> None:
-            timeout = self._seconds_until(proposal.commit_deadline_ns)
+            timeout = min(DECIDE_TIMEOUT_S, self._seconds_until(proposal.commit_deadline_ns))
             try:
                 stub = apb_grpc.AgreementServiceStub(self.node.client.channel(address))
                 reply = stub.Decide(decide, timeout=timeout)
@@ -465,16 +508,26 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
     def GetRound(
         self, request: apb.GetRoundRequest, context: grpc.ServicerContext
     ) -> apb.RoundReply:
-        return guarded(context, request, lambda: self.get_round(request), self.require_identity)
+        return guarded(
+            context,
+            request,
+            lambda: self.get_round(request, _remaining_s(context)),
+            self.require_identity,
+        )
 
-    def get_round(self, request: apb.GetRoundRequest) -> apb.RoundReply:
+    def get_round(
+        self, request: apb.GetRoundRequest, caller_remaining_s: float = math.inf
+    ) -> apb.RoundReply:
         with self._lock:
             state = self.rounds.get(request.action_id)
         if state is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"no round {request.action_id[:40]!r} here")
-        if request.timeout_ms > 600_000:
-            raise protocol.InvalidMessage("timeout_ms must be at most 600000")
-        deadline = time.monotonic() + request.timeout_ms / 1000
+        if request.timeout_ms > MAX_REPORT_WAIT_S * 1000:
+            raise protocol.InvalidMessage(
+                f"timeout_ms must be at most {MAX_REPORT_WAIT_S * 1000:g}"
+            )
+        # never wait past the caller's own deadline: nobody would read the answer
+        deadline = time.monotonic() + min(request.timeout_ms / 1000, caller_remaining_s)
         if request.wait_reports:
             # nothing is final before the target, and asking the participants for reports
             # right at it would take CPU from the very instant they are timing
@@ -563,6 +616,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         latest = {self.node.node_id: started + own_bound}
         bounds = {self.node.node_id: own_bound}
         failures: dict[str, str] = {}
+        lock = threading.Lock()
 
         def read(node_id: str, address: str) -> None:
             try:
@@ -576,8 +630,19 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
             if not reply.latest_ns:
                 failures[node_id] = f"no interval ({protocol.status_name(reply.status)})"
                 return
-            latest[node_id] = reply.latest_ns
-            bounds[node_id] = (reply.latest_ns - reply.earliest_ns) // 2
+            try:  # a reply is input too: a wild latest would make every commit wait in vain
+                protocol.check_version(reply.protocol_version)
+                protocol.check_time("earliest_ns", reply.earliest_ns)
+                protocol.check_time("latest_ns", reply.latest_ns)
+                half_ns = (reply.latest_ns - reply.earliest_ns) // 2
+                if not 0 <= half_ns <= protocol.MAX_ERROR_NS:
+                    raise protocol.InvalidMessage("earliest_ns and latest_ns out of order or apart")
+            except protocol.InvalidMessage as exc:
+                failures[node_id] = f"bad time reply: {exc}"
+                return
+            with lock:
+                latest[node_id] = reply.latest_ns
+                bounds[node_id] = half_ns
 
         _concurrently(read, addresses)
         if failures:
@@ -627,7 +692,7 @@ def realtime_priority(priority: int) -> Iterator[None]:
     A thread waking for a sync point on a busy host waits for a CPU: milliseconds, where the
     promise is a millisecond across nodes. A real-time thread is woken at once (chronyd's -P
     does the same for the whole daemon). Only the waiting thread is raised, only for the last
-    stretch of sleep and a spin of at most EXECUTE_SPIN_MS, so it cannot starve the host.
+    stretch of sleep and a spin of at most EXECUTE_SPIN_NS, so it cannot starve the host.
     Without the privilege (not root, no CAP_SYS_NICE) it runs at normal priority.
     """
     raised = False
@@ -643,6 +708,12 @@ def realtime_priority(priority: int) -> Iterator[None]:
         if raised:
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _remaining_s(context: grpc.ServicerContext) -> float:
+    """Seconds until the caller's deadline (inf without one)."""
+    remaining = context.time_remaining()
+    return math.inf if remaining is None else max(0.0, remaining)
 
 
 def _concurrently(work: Callable[[str, str], None], addresses: dict[str, str]) -> None:
@@ -661,7 +732,7 @@ def _concurrently(work: Callable[[str, str], None], addresses: dict[str, str]) -
 # -- wire conversions and checks -------------------------------------------------------------
 
 
-def _check_action(action: str) -> None:
+def check_action(action: str) -> None:
     if action == "mark":
         return
     if action.startswith("write ") and "=" in action and len(action) <= 1024:
@@ -689,9 +760,9 @@ def proposal_from_wire(request: apb.ProposeRequest, cluster: str) -> Proposal:
         protocol.check_name("participants", node_id)
     for field in ("target_ns", "vote_deadline_ns", "commit_deadline_ns"):
         protocol.check_time(field, getattr(request, field))
-    if not 0 < request.tolerance_ns <= 60 * NS_PER_S:
+    if not 0 < request.tolerance_ns <= MAX_TOLERANCE_NS:
         raise protocol.InvalidMessage(f"tolerance_ns {request.tolerance_ns} must be in (0, 60 s]")
-    _check_action(request.action)
+    check_action(request.action)
     try:
         return Proposal(
             action_id=request.action_id,

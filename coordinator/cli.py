@@ -19,7 +19,7 @@ from chronotick.daemon.stopper import stop_on_signals
 from coordinator import protocol, scenarios
 from coordinator.config import DEFAULT_PORT, NodeConfig, build_node_config
 from coordinator.discovery import parse_host_port
-from coordinator.exchange import describe_rpc_error, open_channel
+from coordinator.exchange import credentials_from_files, describe_rpc_error, open_channel
 from coordinator.proto.chronotick.v1 import peer_pb2 as pb
 from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
 from coordinator.sync import DistributedSyncCoordinator, SyncError
@@ -226,14 +226,10 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _credentials(args: argparse.Namespace) -> tuple[grpc.ChannelCredentials | None, str]:
-    files = (args.tls_cert, args.tls_key, args.tls_ca)
-    if not any(files):
-        return None, ""
-    if not all(files):
-        raise ConfigError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
-    cert, key, ca = (open(path, "rb").read() for path in files)
-    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
-                                         certificate_chain=cert)  # fmt: skip
+    try:
+        creds = credentials_from_files(args.tls_cert or "", args.tls_key or "", args.tls_ca or "")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return creds, args.tls_server_name or ""
 
 

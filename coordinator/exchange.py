@@ -104,6 +104,24 @@ class PeerClient:
         return best
 
 
+def credentials_from_files(cert: str, key: str, ca: str) -> grpc.ChannelCredentials | None:
+    """Mutual-TLS channel credentials from PEM files (all three, or none for plaintext)."""
+    files = (cert, key, ca)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    cert_pem, key_pem, ca_pem = (_read(path) for path in files)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+    )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def open_channel(
     address: str, credentials: grpc.ChannelCredentials | None, server_name: str = ""
 ) -> grpc.Channel:

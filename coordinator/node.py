@@ -258,7 +258,13 @@ class Node:
     def measure_peers(self) -> None:
         """One round: a burst with every discovered peer, concurrently; then expiry."""
         assert self.discovery is not None
-        endpoints = self._dedupe(self.discovery.endpoints())
+        listed = self.discovery.endpoints()
+        current = {_address(e) for e in listed}
+        for address in [a for a in self._peer_states if a not in current]:
+            # gone from discovery (a pod replaced, a goodbye): no channel kept reconnecting
+            self.client.forget(address)
+            del self._peer_states[address]
+        endpoints = self._dedupe(listed)
         threads = [
             threading.Thread(target=self._measure, args=(e,), name=f"peer {e.host}", daemon=True)
             for e in endpoints

@@ -23,6 +23,7 @@ import grpc
 
 from chronotick.client import ChronoTickClient
 from coordinator import protocol
+from coordinator.agreement import MAX_DELAY_NS, MIN_DELAY_NS
 from coordinator.exchange import describe_rpc_error, open_channel
 from coordinator.proto.chronotick.v1 import agreement_pb2 as apb
 from coordinator.proto.chronotick.v1 import agreement_pb2_grpc as apb_grpc
@@ -119,7 +120,11 @@ class DistributedSyncCoordinator:
         self._agreement = apb_grpc.AgreementServiceStub(self._channel)
         self._peers = pb_grpc.PeerServiceStub(self._channel)
         self.timeout_s = timeout_s
-        status = self._call(self._peers.GetStatus, pb.StatusRequest(protocol_version=V))
+        try:
+            status = self._call(self._peers.GetStatus, pb.StatusRequest(protocol_version=V))
+        except SyncError:
+            self.close()
+            raise
         if node_id is not None and status.node_id != node_id:
             self.close()
             raise SyncError(f"{connect} is node {status.node_id!r}, not {node_id!r}")
@@ -157,8 +162,11 @@ class DistributedSyncCoordinator:
         corrected clock, and the widest error bound (s) any participant expects at it. Raises
         SyncAborted with every participant's reason when the round aborts.
         """
-        if not math.isfinite(delay_seconds) or not 0.2 <= delay_seconds <= 3600:
-            raise ValueError(f"delay_seconds must be between 0.2 and 3600, got {delay_seconds}")
+        low_s, high_s = MIN_DELAY_NS / NS_PER_S, MAX_DELAY_NS / NS_PER_S
+        if not math.isfinite(delay_seconds) or not low_s <= delay_seconds <= high_s:
+            raise ValueError(
+                f"delay_seconds must be between {low_s:g} and {high_s:g}, got {delay_seconds}"
+            )
         if not math.isfinite(tolerance_ms) or not 0 < tolerance_ms <= 60_000:
             raise ValueError(f"tolerance_ms must be in (0, 60000], got {tolerance_ms}")
         request = apb.StartRoundRequest(

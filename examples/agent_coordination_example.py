@@ -106,7 +106,7 @@ async def agent(session: ClientSession, args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    server_args = ["-m", "chronotick.mcp_server"]
+    server_args = ["-m", "coordinator.mcp_server"]
     if args.shm_name:
         server_args += ["--shm-name", args.shm_name]
     if args.connect:

@@ -7,7 +7,8 @@ feedback loop of the earlier prototype, between hosts this time).
 Weights are inverse variances at the instant of publication, so a fresh NTP model wins and a
 free-running one gives way to the peers as its σ grows. The bound is the intersection of the
 two intervals: each is meant to contain true time, so true time lies in both, and the fused
-interval is never wider than the better of the two.
+interval is never wider than the better of the two (unless they miss each other, when one of
+them is false and nothing says which: then it is their union).
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def protoc_include() -> str:
 
 def generated_files(root: pathlib.Path) -> list[pathlib.Path]:
     base = root / VIRTUAL_ROOT
-    return sorted(p.relative_to(base) for p in base.rglob("*_pb2*.py*"))
+    names = ("*_pb2.py", "*_pb2.pyi", "*_pb2_grpc.py")  # not the interpreter's __pycache__
+    return sorted(p.relative_to(base) for pattern in names for p in base.rglob(pattern))
 
 
 def stale_files() -> list[str]:

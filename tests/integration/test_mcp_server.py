@@ -1,5 +1,5 @@
 """`chronotick-mcp` driven the way an agent's host drives it: the MCP SDK's own client starts
-`python -m chronotick.mcp_server` over stdio, initializes, lists the tools and calls them.
+`python -m coordinator.mcp_server` over stdio, initializes, lists the tools and calls them.
 
 Values are checked against a ChronoTickClient reading of the same segment taken just before
 and just after each call: the server must give the same clock, not merely a plausible one.
@@ -56,9 +56,9 @@ def synced_segment() -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def mcp_session(errlog: TextIO, *args: str) -> AsyncIterator[ClientSession]:
-    """A session with `python -m chronotick.mcp_server ARGS`, initialized."""
+    """A session with `python -m coordinator.mcp_server ARGS`, initialized."""
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "chronotick.mcp_server", *args], cwd=str(ROOT)
+        command=sys.executable, args=["-m", "coordinator.mcp_server", *args], cwd=str(ROOT)
     )
     async with (
         stdio_client(params, errlog=errlog) as (read, write),
@@ -305,10 +305,11 @@ def test_example_reads_the_time_and_says_when_there_is_no_node(synced_segment: s
     assert no_node.returncode == 1 and f"no node at 127.0.0.1:{port}" in no_node.stderr
 
 
-def test_module_imports_no_coordinator() -> None:
-    """The time tools load without the coordinator package (DESIGN.md layering)."""
+def test_chronotick_never_imports_coordinator() -> None:
+    """DESIGN.md layering: the one-host package loads without the multi-host one."""
     code = (
-        "import sys, chronotick.mcp_server; "
+        "import sys, chronotick, chronotick.client, chronotick.daemon.cli, chronotick.sim.cli, "
+        "chronotick.precise_sleep; "
         "assert not [m for m in sys.modules if m.startswith('coordinator')], sorted(sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -318,11 +319,11 @@ def test_module_imports_no_coordinator() -> None:
 def test_bad_flags_exit_2() -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "chronotick.mcp_server", "--connect", "nohostport"],
+        [sys.executable, "-m", "coordinator.mcp_server", "--connect", "nohostport"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2 and "expected HOST:PORT" in result.stderr
+    assert result.returncode == 2 and "missing ':PORT'" in result.stderr
     assert time.monotonic() - started < 30

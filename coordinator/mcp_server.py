@@ -25,9 +25,9 @@ says what is wrong and what to do: the model reads them and can correct itself, 
 protocol-level error would hide from it. The server stays up through all of them; a daemon
 started (or restarted) after the server is picked up by the next call.
 
-Layering (DESIGN.md): `chronotick` never imports `coordinator` at module level. The two node
-tools import it inside their bodies, so this module loads, and the time tools work, on a host
-without a node.
+It lives in `coordinator` because two of its tools talk to the node (DESIGN.md layering:
+`chronotick` never imports `coordinator`); the time tools read the shared-memory segment alone
+and work on a host without a node.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ from chronotick.shm import (
     ShmError,
     StaleDataError,
 )
+from coordinator import protocol
+from coordinator.agreement import MAX_DELAY_NS, MAX_TOLERANCE_NS, MIN_DELAY_NS
+from coordinator.agreement_service import check_action
+from coordinator.discovery import parse_host_port
+from coordinator.exchange import credentials_from_files, describe_rpc_error, open_channel
+from coordinator.proto.chronotick.v1 import peer_pb2 as pb
+from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
+from coordinator.protocol import InvalidMessage
+from coordinator.sync import DistributedSyncCoordinator, SyncAborted, SyncError
 
 #: the longest wait_until_time may block a call (s): an agent's call must come back, and a
 #: client's request timeout is often about a minute
@@ -62,9 +71,9 @@ MAX_WAIT_S = 60.0
 MAX_PAST_S = 3600.0
 #: the furthest get_time_with_future_uncertainty projects (s): past a day the bound says little
 MAX_FUTURE_S = 86_400.0
-#: the same range as the node's agreement (coordinator.sync.schedule_synchronized_action)
-MIN_DELAY_S, MAX_DELAY_S = 0.2, 3600.0
-MAX_TOLERANCE_MS = 60_000.0
+#: the same range as the node's agreement
+MIN_DELAY_S, MAX_DELAY_S = MIN_DELAY_NS / NS_PER_S, MAX_DELAY_NS / NS_PER_S
+MAX_TOLERANCE_MS = MAX_TOLERANCE_NS / 1e6
 #: the node's own default --listen
 DEFAULT_CONNECT = "127.0.0.1:7820"
 #: how long to wait for the node to answer a status or peer query (s)
@@ -119,7 +128,7 @@ ToleranceMs = Annotated[
 DelaySeconds = Annotated[
     float,
     Field(
-        description="how far ahead to act (s), between 0.2 and 3600",
+        description=f"how far ahead to act (s), between {MIN_DELAY_S:g} and {MAX_DELAY_S:g}",
         ge=MIN_DELAY_S,
         le=MAX_DELAY_S,
         allow_inf_nan=False,
@@ -214,23 +223,11 @@ def reading_dict(info: TimeInfo) -> dict[str, Any]:
 
 
 def _check_action(action: str) -> None:
-    """The node's own rule (coordinator.agreement_service), checked here for a clearer error
-    before a round is started."""
-    if action == "mark":
-        return
-    if action.startswith("write ") and "=" in action:
-        key = action[6:].partition("=")[0]
-        if key and key.isprintable():
-            return
-    raise ToolError(f"action {action[:40]!r}: expected 'mark' or 'write KEY=VALUE'")
-
-
-def _check_address(address: str) -> str:
-    """HOST:PORT or [V6]:PORT; ValueError saying what is wrong."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or host in ("[]",) or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--connect {address!r}: expected HOST:PORT")
-    return address
+    """The node's own rule, checked here for a clearer error before a round is started."""
+    try:
+        check_action(action)
+    except InvalidMessage as exc:
+        raise ToolError(str(exc)) from None
 
 
 class ChronoTickTools:
@@ -452,7 +449,6 @@ class ChronoTickTools:
         executed_at_s, error_s = executed minus target, bound_s, detail), spread_s (latest minus
         earliest execution), max_error_s, within_tolerance.
         """
-        from coordinator.sync import DistributedSyncCoordinator, SyncAborted, SyncError
 
         _check_action(action)
         if wait_for_execution and delay_seconds > MAX_WAIT_S:
@@ -543,11 +539,6 @@ class ChronoTickTools:
         cluster_agrees (true only for agree) and summary (one sentence).
         """
         import grpc
-
-        from coordinator import protocol
-        from coordinator.exchange import describe_rpc_error, open_channel
-        from coordinator.proto.chronotick.v1 import peer_pb2 as pb
-        from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
 
         version = protocol.PROTOCOL_VERSION
         with open_channel(self.connect, self._credentials, self._server_name) as channel:
@@ -676,17 +667,7 @@ def build_server(tools: ChronoTickTools) -> MCPServer[Any]:
 
 def _credentials(args: argparse.Namespace) -> Any:
     """grpc.ChannelCredentials from --tls-*, or None (plaintext, loopback nodes only)."""
-    files = (args.tls_cert, args.tls_key, args.tls_ca)
-    if not any(files):
-        return None
-    if not all(files):
-        raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
-    import grpc
-
-    cert, key, ca = (open(path, "rb").read() for path in files)
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca, private_key=key, certificate_chain=cert
-    )
+    return credentials_from_files(args.tls_cert or "", args.tls_key or "", args.tls_ca or "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -717,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        _check_address(args.connect)
+        parse_host_port(args.connect)
         credentials = _credentials(args)
         tools = ChronoTickTools(
             args.shm_name,
