@@ -285,6 +285,9 @@ class Participant:
             return held.report
         return Report(action_id, self.node_id, held.phase, detail=held.vote.reason)
 
+    def knows(self, action_id: str) -> bool:
+        return action_id in self._held
+
     def held_count(self) -> int:
         return len(self._held)
 

@@ -151,6 +151,9 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
     def propose(self, request: apb.ProposeRequest) -> apb.VoteReply:
         proposal = proposal_from_wire(request, self.node.cluster)
         now, _, _ = self.now()
+        with self._lock:
+            if self.participant.knows(proposal.action_id):  # a retried call: the same vote
+                return vote_to_wire(self.participant.on_propose(proposal, self.outlook(0)))
         if not now < proposal.target_ns <= now + MAX_DELAY_NS + NS_PER_S:
             # refused without being kept: nothing a stranger sends may pile up here
             why = "target not within the next hour" if proposal.target_ns > now else "target past"
@@ -275,24 +278,28 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         came meanwhile. Never raises: what happened goes into the report."""
         action_id = proposal.action_id
         try:
-            with ChronoTickClient(self.node.shm_name) as clock:
-                # most of the way on the published clock (which also checks the bound), then
-                # the last stretch on the base clock, converted once through the same model
-                clock.wait_until(
-                    (proposal.target_ns - PRECISE_WAIT_NS) / NS_PER_S,
-                    tolerance_ms=proposal.tolerance_ns / MS,
-                    spin_ms=0.0,
-                )
-            model = self.node.published_model()
-            if not model.status.gives_interval:
-                raise ValueError(f"the clock lost its model ({model.status.name})")
-            base_target = proposal.target_ns - model.offset_at(proposal.target_ns - model.offset_ns)
-            if model.bound_at(base_target) > proposal.tolerance_ns:
-                raise ValueError(
-                    f"bound at target ±{model.bound_at(base_target) / MS:.3f} ms exceeds "
-                    f"tolerance ±{proposal.tolerance_ns / MS:.3f} ms"
-                )
+            # the whole wait at real-time priority: asleep it costs nobody anything, and a
+            # thread woken at normal priority on a busy host can miss even the 5 ms margin
             with realtime_priority(self.priority):
+                with ChronoTickClient(self.node.shm_name) as clock:
+                    # most of the way on the published clock (which also checks the bound),
+                    # then the last stretch on the base clock, converted once through the model
+                    clock.wait_until(
+                        (proposal.target_ns - PRECISE_WAIT_NS) / NS_PER_S,
+                        tolerance_ms=proposal.tolerance_ns / MS,
+                        spin_ms=0.0,
+                    )
+                model = self.node.published_model()
+                if not model.status.gives_interval:
+                    raise ValueError(f"the clock lost its model ({model.status.name})")
+                base_target = proposal.target_ns - model.offset_at(
+                    proposal.target_ns - model.offset_ns
+                )
+                if model.bound_at(base_target) > proposal.tolerance_ns:
+                    raise ValueError(
+                        f"bound at target ±{model.bound_at(base_target) / MS:.3f} ms exceeds "
+                        f"tolerance ±{proposal.tolerance_ns / MS:.3f} ms"
+                    )
                 realtime = sleep_until_realtime_ns(
                     self.node.realtime_for_base(base_target), EXECUTE_SPIN_NS
                 )
@@ -691,9 +698,10 @@ def realtime_priority(priority: int) -> Iterator[None]:
 
     A thread waking for a sync point on a busy host waits for a CPU: milliseconds, where the
     promise is a millisecond across nodes. A real-time thread is woken at once (chronyd's -P
-    does the same for the whole daemon). Only the waiting thread is raised, only for the last
-    stretch of sleep and a spin of at most EXECUTE_SPIN_NS, so it cannot starve the host.
-    Without the privilege (not root, no CAP_SYS_NICE) it runs at normal priority.
+    does the same for the whole daemon). Only the waiting thread is raised, and it uses CPU only
+    to read the clock between sleeps and for a final spin of at most EXECUTE_SPIN_NS, so it
+    cannot starve the host. Without the privilege (not root, no CAP_SYS_NICE) it runs at normal
+    priority.
     """
     raised = False
     if priority > 0:
