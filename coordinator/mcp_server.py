@@ -507,20 +507,24 @@ class ChronoTickTools:
                 "node_id": e.node_id,
                 "phase": e.phase,
                 "executed_at_s": e.executed_at,
-                "error_s": None if e.executed_at is None else e.executed_at - final.target_time,
+                "error_s": None
+                if e.executed_at is None
+                else (e.executed_at_ns - final.target_ns) / NS_PER_S,
                 "bound_s": e.bound_s,
                 "detail": e.detail,
             }
             for e in sorted(final.executions.values(), key=lambda e: e.node_id)
         ]
-        ran = [e.executed_at for e in final.executions.values() if e.executed_at is not None]
-        errors = [abs(t - final.target_time) for t in ran]
+        # differences in integer ns: float seconds since the epoch resolve only ~0.24 µs
+        ran_ns = [e.executed_at_ns for e in final.executions.values() if e.executed_at is not None]
+        errors_ns = [abs(t - final.target_ns) for t in ran_ns]
         out["executions"] = executions
-        out["spread_s"] = max(ran) - min(ran) if ran else None
-        out["max_error_s"] = max(errors) if errors else None
+        out["spread_s"] = (max(ran_ns) - min(ran_ns)) / NS_PER_S if ran_ns else None
+        out["max_error_s"] = max(errors_ns) / NS_PER_S if errors_ns else None
         # every participant ran, each within the tolerance of the target
         out["within_tolerance"] = (
-            len(ran) == len(final.participants) > 0 and max(errors) <= final.tolerance_ms / 1000
+            len(ran_ns) == len(final.participants) > 0
+            and max(errors_ns) <= final.tolerance_ms * 1_000_000
         )
         return out
 
@@ -532,7 +536,8 @@ class ChronoTickTools:
         Returns node_id, cluster, node (status, source, correction_s = true time minus the host
         clock, uncertainty_s, error_bound_s), peers (node_id, address, discovered_by, state:
         used / falseticker / unusable, offset_s, sigma_s, rtt_s, age_s, peer_status,
-        true_offset_s, disagreement_s = the peer's view of true time minus the node's,
+        true_offset_s = the peer's view of true time minus the host clock, carried to now by
+        the node's drift, disagreement_s = that minus the node's own correction,
         allowed_s = both error bounds plus half the round trip, agrees), consensus (offset_s,
         uncertainty_s, error_bound_s, peers_used, falsetickers; null when there is none),
         max_disagreement_s, verdict (agree, disagree, no_peers, not_synchronized),
@@ -563,7 +568,10 @@ class ChronoTickTools:
         peers: list[dict[str, Any]] = []
         for p in table.peers:
             usable = p.state != "unusable" and p.true_sigma_ns > 0
-            disagreement_ns = p.true_offset_ns - est.correction_ns
+            # the peer's view is as of its newest exchange, age_s ago; the host clock has
+            # drifted since, so carry it to now by the node's drift (as the consensus does)
+            true_offset_now_ns = p.true_offset_ns + int(est.drift_ppb * p.age_s)
+            disagreement_ns = true_offset_now_ns - est.correction_ns
             allowed_ns = est.bound_ns + p.peer_estimate.bound_ns + p.rtt_ns // 2
             agrees = usable and p.state != "falseticker" and abs(disagreement_ns) <= allowed_ns
             peers.append(
@@ -577,7 +585,7 @@ class ChronoTickTools:
                     "rtt_s": p.rtt_ns / NS_PER_S,
                     "age_s": p.age_s,
                     "peer_status": protocol.status_name(p.peer_estimate.status),
-                    "true_offset_s": p.true_offset_ns / NS_PER_S if usable else None,
+                    "true_offset_s": true_offset_now_ns / NS_PER_S if usable else None,
                     "disagreement_s": disagreement_ns / NS_PER_S if usable else None,
                     "allowed_s": allowed_ns / NS_PER_S,
                     "agrees": agrees,

@@ -52,9 +52,11 @@ class ScenarioResult:
         """Per committed round: latest − earliest corrected execution instant (µs)."""
         out = []
         for r in self.rounds:
-            times = [e.executed_at for e in r.executions.values() if e.executed_at is not None]
-            if r.committed and times:
-                out.append((max(times) - min(times)) * 1e6)
+            times_ns = [
+                e.executed_at_ns for e in r.executions.values() if e.executed_at is not None
+            ]
+            if r.committed and times_ns:
+                out.append((max(times_ns) - min(times_ns)) / 1e3)
         return out
 
     @property
@@ -72,7 +74,7 @@ class ScenarioResult:
                 e = r.executions.get(node_id)
                 if e is None or e.executed_at is None:
                     return False
-                if abs(e.executed_at - r.target_time) * 1000 > self.tolerance_ms:
+                if abs(e.executed_at_ns - r.target_ns) > self.tolerance_ms * 1e6:
                     return False
         return True
 
@@ -97,7 +99,7 @@ class ScenarioResult:
             "rounds": [
                 {
                     "action_id": r.action_id,
-                    "target_ns": round(r.target_time * 1e9),
+                    "target_ns": r.target_ns,
                     "committed": r.committed,
                     "reasons": list(r.reasons),
                     "nodes": {
@@ -105,8 +107,8 @@ class ScenarioResult:
                             "phase": e.phase,
                             "error_us": None
                             if e.executed_at is None
-                            else round((e.executed_at - r.target_time) * 1e6, 1),
-                            "bound_us": None if e.bound_s is None else round(e.bound_s * 1e6, 1),
+                            else round((e.executed_at_ns - r.target_ns) / 1e3, 1),
+                            "bound_us": None if e.bound_s is None else round(e.bound_ns / 1e3, 1),
                             "base_time_ns": e.base_time_ns,
                             "host_time_ns": e.host_time_ns,
                         }
@@ -153,8 +155,8 @@ def describe(result: ScenarioResult) -> str:
             if e.executed_at is None:
                 lines.append(f"    {node_id:<16} {e.phase:<10} {e.detail}")
             else:
-                error_us = (e.executed_at - r.target_time) * 1e6
-                bound_us = (e.bound_s or 0.0) * 1e6
+                error_us = (e.executed_at_ns - r.target_ns) / 1e3
+                bound_us = e.bound_ns / 1e3
                 lines.append(f"    {node_id:<16} ran {error_us:+9.1f} µs  bound ±{bound_us:.1f} µs")
     spread = result.max_spread_us
     lines.append(f"  max spread {spread:.1f} µs" if spread is not None else "  no spread")
