@@ -216,16 +216,19 @@ def _check_tolerance(info: TimeInfo, tolerance_ms: float) -> None:
 class ChronoTickClient:
     """Reads the daemon's segment. Safe to construct before the daemon starts.
 
-    `shm_name=None` reads $CHRONOTICK_SHM_NAME, else the default segment `chronotick`.
+    `shm_name=None` reads $CHRONOTICK_SHM_NAME, else the default segment `chronotick`;
+    `shm_dir=None` reads $CHRONOTICK_SHM_DIR, else /dev/shm (the daemon's `shm_dir`).
     Errors: NoDaemonError (no segment, or its daemon shut down), StaleDataError (the daemon
     stopped publishing), IncompatibleLayoutError (another layout version), and from `now()`
     NotSynchronizedError / ClockDisruptedError when no interval can be given.
     """
 
-    def __init__(self, shm_name: str | None = None, *, fast_path: bool = True) -> None:
+    def __init__(
+        self, shm_name: str | None = None, *, shm_dir: str | None = None, fast_path: bool = True
+    ) -> None:
         """`fast_path=False` keeps `now()` in Python even where the C extension is built."""
         name = shm_name or os.environ.get("CHRONOTICK_SHM_NAME") or DEFAULT_SHM_NAME
-        self._reader = SegmentReader(name, fast_path=fast_path)
+        self._reader = SegmentReader(name, fast_path=fast_path, directory=shm_dir)
         self.shm_name = name
 
     @property

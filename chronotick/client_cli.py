@@ -44,6 +44,7 @@ def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="chronotick-client", description=__doc__)
     p.add_argument("--shm-name", metavar="NAME", help="segment name (default: chronotick)")
+    p.add_argument("--shm-dir", metavar="DIR", help="where the segment lives (default: /dev/shm)")
     p.add_argument("--json", action="store_true", help="one JSON object per reading")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("time", help="print the corrected time once")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "watch" and not 0.01 <= args.interval <= 3600:
         p.error("--interval must be between 0.01 and 3600 seconds")
     try:
-        client = ChronoTickClient(args.shm_name)
+        client = ChronoTickClient(args.shm_name, shm_dir=args.shm_dir)
     except ValueError as exc:
         p.error(str(exc))
     try:

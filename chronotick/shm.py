@@ -10,8 +10,9 @@ order (one `struct` unpack does) and finds head == tail, even and non-zero, read
 the tail still equal to head means the next write had not begun when the fields were read. The
 classic reader (head, fields, head again; equal and even) also works, for every field.
 
-Readers map the file under /dev/shm read-only with `mmap`: `multiprocessing.shared_memory`
-registers readers with its resource tracker, which unlinks the segment when a reader exits.
+Readers map the file under /dev/shm (or the configured directory) read-only with `mmap`:
+`multiprocessing.shared_memory` registers readers with its resource tracker, which unlinks the
+segment when a reader exits.
 
 The hot read of `ChronoTickClient.now()` has a C version, the optional extension
 `chronotick._fastread` (chronotick/_fastread.c). A reader hands it the mapping when the extension
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 MAGIC = b"CHRNTICK"
 LAYOUT_VERSION = 1
 SEGMENT_SIZE = 512
+#: where segments live unless a directory is given (`shm_dir`) or $CHRONOTICK_SHM_DIR names one
 SHM_DIR = "/dev/shm"
+SHM_DIR_ENV = "CHRONOTICK_SHM_DIR"
 DEFAULT_SHM_NAME = "chronotick"
 
 #: bytes 0-15: identifies the segment; written once, before the segment becomes visible
@@ -140,8 +143,21 @@ def validate_name(name: str) -> str:
     return name
 
 
-def segment_path(name: str) -> str:
-    return os.path.join(SHM_DIR, validate_name(name))
+def segment_directory(directory: str | None = None) -> str:
+    """The directory segments live in: `directory`, else $CHRONOTICK_SHM_DIR, else /dev/shm.
+
+    Any tmpfs directory works (the segment is an ordinary file that readers map): a systemd
+    RuntimeDirectory, or a volume shared between containers, where an application's own
+    /dev/shm must stay its own.
+    """
+    chosen = directory or os.environ.get(SHM_DIR_ENV) or SHM_DIR
+    if not os.path.isabs(chosen):
+        raise ValueError(f"shared-memory directory {chosen!r} must be an absolute path")
+    return chosen
+
+
+def segment_path(name: str, directory: str | None = None) -> str:
+    return os.path.join(segment_directory(directory), validate_name(name))
 
 
 def default_name(node_id: str | None = None) -> str:
@@ -219,9 +235,15 @@ class SegmentWriter:
         publish_interval_ns: int = NS_PER_S // 10,
         trusted_for_ns: int = NS_PER_S,
         void_after_ns: int = 10 * NS_PER_S,
+        directory: str | None = None,
     ) -> None:
         self.name = validate_name(name)
-        self.path = segment_path(name)
+        self.directory = segment_directory(directory)
+        if not os.path.isdir(self.directory):
+            raise FileNotFoundError(
+                errno.ENOENT, f"no directory {self.directory} for the segment", self.directory
+            )
+        self.path = segment_path(name, self.directory)
         self.node_id = node_id
         self.clock_params = clock_params
         self.publish_interval_ns = publish_interval_ns
@@ -241,7 +263,7 @@ class SegmentWriter:
 
     @property
     def lock_path(self) -> str:
-        return os.path.join(SHM_DIR, f".{self.name}.lock")
+        return os.path.join(self.directory, f".{self.name}.lock")
 
     def _take_lock(self) -> int:
         """An exclusive flock on `.NAME.lock`, which a writer removes when it closes.
@@ -300,7 +322,7 @@ class SegmentWriter:
             params = self.clock_params.to_json().encode("utf-8")
             if len(params) > CLOCK_PARAMS_SIZE:
                 raise ValueError("simulated clock parameters do not fit the segment (256 bytes)")
-        tmp = os.path.join(SHM_DIR, f".{self.name}.{os.getpid()}.tmp")
+        tmp = os.path.join(self.directory, f".{self.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, SEGMENT_SIZE)
@@ -423,9 +445,11 @@ class SegmentReader:
     (to compare the two, or to rule the extension out).
     """
 
-    def __init__(self, name: str = DEFAULT_SHM_NAME, fast_path: bool = True) -> None:
+    def __init__(
+        self, name: str = DEFAULT_SHM_NAME, fast_path: bool = True, directory: str | None = None
+    ) -> None:
         self.name = validate_name(name)
-        self.path = segment_path(name)
+        self.path = segment_path(name, directory)
         self._mm: mmap.mmap | None = None
         self._inode = -1
         self._realtime_ns: Callable[[], int] = time.time_ns

@@ -245,9 +245,10 @@ class ChronoTickTools:
         *,
         credentials: Any = None,
         server_name: str = "",
+        shm_dir: str | None = None,
     ) -> None:
         """`credentials` are grpc.ChannelCredentials for a node that requires mutual TLS."""
-        self.clock = ChronoTickClient(shm_name)
+        self.clock = ChronoTickClient(shm_name, shm_dir=shm_dir)
         self.shm_name = self.clock.shm_name
         self.connect = connect
         self._credentials = credentials
@@ -690,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
         help="segment name (default $CHRONOTICK_SHM_NAME or chronotick)",
     )
     p.add_argument(
+        "--shm-dir",
+        metavar="DIR",
+        help="where the segment lives (default $CHRONOTICK_SHM_DIR or /dev/shm)",
+    )
+    p.add_argument(
         "--connect",
         metavar="HOST:PORT",
         default=DEFAULT_CONNECT,
@@ -713,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             args.connect,
             credentials=credentials,
             server_name=args.tls_server_name,
+            shm_dir=args.shm_dir,
         )
     except (ValueError, OSError) as exc:
         p.error(str(exc))

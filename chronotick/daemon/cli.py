@@ -37,6 +37,7 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--burst-spacing", type=float, dest="burst_spacing_s", metavar="SECONDS")
     p.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS")
     p.add_argument("--shm-name", dest="shm_name", metavar="NAME")
+    p.add_argument("--shm-dir", dest="shm_dir", metavar="DIR", help="default /dev/shm")
     p.add_argument("--node-id", dest="node_id", metavar="ID")
     p.add_argument("--publish-rate", type=float, dest="publish_rate_hz", metavar="HZ")
     p.add_argument("--void-after", type=float, dest="void_after_s", metavar="SECONDS")

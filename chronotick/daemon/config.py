@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import tomllib
 from typing import Any
 
@@ -38,6 +39,8 @@ class DaemonConfig:
     timeout_s: float = 1.0
     #: empty: the default segment `chronotick`, or `chronotick-NODE` when node_id is set
     shm_name: str = ""
+    #: the directory of the segment (a tmpfs); empty: $CHRONOTICK_SHM_DIR, else /dev/shm
+    shm_dir: str = ""
     node_id: str = ""
     log_level: str = "info"
     publish_rate_hz: float = 10.0
@@ -68,6 +71,8 @@ class DaemonConfig:
                 validate_name(self.shm_name)
             except ValueError as exc:
                 raise ConfigError(f"shm_name: {exc}") from None
+        if self.shm_dir and not os.path.isabs(self.shm_dir):
+            raise ConfigError(f"shm_dir {self.shm_dir!r}: must be an absolute path")
         if self.node_id:
             try:
                 validate_name(self.node_id)

@@ -87,10 +87,11 @@ class Daemon:
             publish_interval_ns=cfg.publish_interval_ns,
             trusted_for_ns=max(NS_PER_S, 10 * cfg.publish_interval_ns),
             void_after_ns=int(cfg.void_after_s * NS_PER_S),
+            directory=cfg.shm_dir or None,
         )
         log.info(
-            "publishing to /dev/shm/%s at %.1f Hz; servers: %s; poll %g-%g s",
-            cfg.segment_name,
+            "publishing to %s at %.1f Hz; servers: %s; poll %g-%g s",
+            self.writer.path,
             cfg.publish_rate_hz,
             ", ".join(self.addresses),
             cfg.min_poll_s,

@@ -51,19 +51,20 @@ def running_daemon(
         {},
     )
     name = config.segment_name
+    path = segment_path(name, config.shm_dir or None)
     daemon = Daemon(config, clock=clock)
     stop = Stopper()
     thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: os.path.exists(segment_path(name)), 10, f"the daemon to create {name}")
+        wait_for(lambda: os.path.exists(path), 10, f"the daemon to create {path}")
         yield daemon
     finally:
         stop.set()
         thread.join(timeout=10)
         try:
             assert not thread.is_alive(), "the daemon did not stop within 10 s"
-            assert not os.path.exists(segment_path(name)), "the daemon left its segment behind"
+            assert not os.path.exists(path), "the daemon left its segment behind"
         finally:
             remove_segment_files(name)
 

@@ -76,6 +76,25 @@ def test_no_daemon_is_a_clear_error() -> None:
     assert client("--shm-name", "bad/name", "time").returncode == 2
 
 
+def test_a_segment_in_another_directory(tmp_path: Path) -> None:
+    """`shm_dir`: the daemon publishes into a directory of the operator's choice (a shared
+    volume, a RuntimeDirectory) and readers find it there by flag or $CHRONOTICK_SHM_DIR."""
+    with (
+        FakeNtpServer(lambda r: [honest_reply(r, offset_ns=-7_000_000)]) as server,
+        running_daemon([server.address], {"shm_dir": str(tmp_path)}) as daemon,
+    ):
+        name = daemon.config.segment_name
+        assert (tmp_path / name).exists()
+        wait_for(lambda: daemon.model.status is ClockStatus.SYNCHRONIZED, 20, "the daemon to sync")
+        result = client("--shm-dir", str(tmp_path), "--shm-name", name, "--json", "time")
+        assert result.returncode == 0, result.stderr
+        assert abs(json.loads(result.stdout)["offset_correction"] + 0.007) < 0.001
+        elsewhere = client("--shm-name", name, "time")  # /dev/shm has no such segment
+        assert elsewhere.returncode == 1 and f"/dev/shm/{name}" in elsewhere.stderr
+        relative = client("--shm-dir", "shm", "--shm-name", name, "time")
+        assert relative.returncode == 2 and "absolute" in relative.stderr
+
+
 def test_simple_client_example_runs(synced_segment: str) -> None:
     result = subprocess.run(
         [sys.executable, "examples/simple_client_example.py", "--shm-name", synced_segment],
