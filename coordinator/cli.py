@@ -166,7 +166,7 @@ def _act(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     try:
-        config = _node_config(args)
+        config = node_config_from_args(args)
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +186,11 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_config(args: argparse.Namespace) -> NodeConfig:
+def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
+    """What `chronotick-node start` runs with: the `--config` file, then the flags over it.
+
+    Public so that tests and tools check a configuration exactly as the node would read it.
+    """
     file_values = load_file(args.config) if args.config else {}
     overrides = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
     for key in ("advertise", "peers", "dns_peers"):

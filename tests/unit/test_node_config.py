@@ -13,7 +13,7 @@ from coordinator.config import NodeConfig, build_node_config
 
 def config(*argv: str) -> NodeConfig:
     args = cli.parser().parse_args(["start", *argv])
-    return cli._node_config(args)
+    return cli.node_config_from_args(args)
 
 
 def test_flags_reach_the_node_and_the_daemon() -> None:
