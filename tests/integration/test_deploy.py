@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from chronotick.shm import DEFAULT_SHM_NAME, SHM_DIR, SHM_DIR_ENV
 from coordinator import cli
 from coordinator.config import NodeConfig
 from tests.conftest import free_udp_port, require_binary, unavailable
@@ -57,8 +58,9 @@ COMPOSE = DEPLOY / "compose.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
 
 EXEC_START = "/usr/local/bin/chronotick-node start --config /etc/chronotick/node.toml"
-#: `systemd-analyze security` exposure, 0-100 (it prints a tenth of it: 1.7 today)
-EXPOSURE_THRESHOLD = 25
+#: `systemd-analyze security` exposure, 0-100 (it prints a tenth of it: 1.5 today with
+#: systemd 252, since PrivateDevices=yes; the margin is for a newer systemd's extra checks)
+EXPOSURE_THRESHOLD = 20
 #: the oldest Kubernetes the manifests are for: gRPC probes are GA from 1.27
 OLDEST_KUBERNETES = "1.27.0"
 DEV_PINS = {
@@ -108,7 +110,7 @@ def _node_config(args: list[str], config_file: Path) -> NodeConfig:
     parsed: argparse.Namespace = cli.parser().parse_args(args)
     assert parsed.command == "start"
     parsed.config = str(config_file)
-    return cli._node_config(parsed)
+    return cli.node_config_from_args(parsed)
 
 
 # -- systemd -----------------------------------------------------------------------------------
@@ -169,15 +171,29 @@ def test_systemd_unit_exposure_stays_low(rendered_unit: Path) -> None:
     assert result.returncode == 0, f"{overall or result.stdout[-2000:]}\n{result.stderr}"
 
 
+def _runtime_directory() -> str:
+    (name,) = _service("RuntimeDirectory")
+    return f"/run/{name}"
+
+
 def test_systemd_unit_shares_the_segment_and_never_sets_the_clock() -> None:
-    # /dev/shm is where readers in other units look: nothing may give the unit its own
-    assert _service("PrivateDevices") in ([], ["no"])
-    assert not _service("DynamicUser"), "a fixed user keeps the segment's owner across restarts"
+    # the segment's directory is the unit's own runtime directory, seen by readers everywhere
+    runtime_dir = _runtime_directory()
+    assert _service("RuntimeDirectoryMode") == ["0755"]  # any user lists it and maps the segment
+    # a restart keeps what a crash left for the new node to mark closed; a stop removes it all
+    assert _service("RuntimeDirectoryPreserve") == ["restart"]
     for key in ("InaccessiblePaths", "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths"):
-        assert not any("/dev" in v for v in _service(key)), key
-    assert _service("ReadWritePaths") == ["/dev/shm"]
+        for value in _service(key):
+            for path in (v.lstrip("-+").split(":")[0].rstrip("/") for v in value.split()):
+                assert not f"{runtime_dir}/".startswith(f"{path}/"), f"{key}={value}"
+    # the runtime directory is the one writable place: nothing else, the host's /dev/shm least
+    assert not _service("ReadWritePaths")
+    assert _service("PrivateDevices") == ["yes"]
+    assert not _service("DynamicUser"), "a fixed user keeps the segment's owner across restarts"
     # the segment is created 0644: readable by every reader, writable by the node alone
     assert _service("UMask") == ["0022"]
+    # readers are told where to look
+    assert f"{SHM_DIR_ENV}={runtime_dir}" in UNIT.read_text()
     # no capability at all: in particular none that sets the clock
     assert _service("CapabilityBoundingSet") == [""]
     assert _service("AmbientCapabilities") == [""]
@@ -198,7 +214,9 @@ def test_systemd_example_config_is_valid(tmp_path: Path) -> None:
     # the TLS files exist only where systemd hands them over: stand-ins here (flags win)
     args = EXEC_START.split()[1:] + _tls_files(tmp_path)
     config = _node_config(args, SYSTEMD_TOML)
-    assert config.daemon.segment_name == "chronotick"  # ChronoTickClient()'s default
+    assert config.daemon.segment_name == DEFAULT_SHM_NAME  # ChronoTickClient()'s default
+    # the node writes where the unit gives it a directory (RuntimeDirectory=)
+    assert config.daemon.shm_dir == _runtime_directory()
     # the TLS paths in the file are the credentials the unit loads
     values = tomllib.loads(SYSTEMD_TOML.read_text())
     credentials = {v.split(":", 1)[0] for v in _service("LoadCredential")}
@@ -258,8 +276,13 @@ def test_containerfile_runs_as_a_non_root_user_with_files_that_exist() -> None:
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
             assert source.rstrip("/") in allowed, f"COPY {source}: excluded from the context"
-    # the segment directory: the runtime's /dev/shm tmpfs, never an image-declared volume
-    assert not any(k == "VOLUME" and "/dev/shm" in a for k, a in final)
+    # the segment directory: what the deployment mounts there (memory), never an image-declared
+    # volume (an anonymous on-disk one when nothing is mounted); the image's own belongs to USER
+    assert not any(k == "VOLUME" for k, _ in final)
+    shm_dir = tomllib.loads(IMAGE_TOML.read_text())["shm_dir"]
+    assert any(
+        k == "RUN" and f"install -d -o {user} -g {group} -m 0755 {shm_dir}" in a for k, a in final
+    )
     healthcheck = [args for k, args in final if k == "HEALTHCHECK"]
     assert healthcheck and "/usr/local/lib/chronotick/healthcheck.py" in healthcheck[0]
     entrypoint = [args for k, args in final if k == "ENTRYPOINT"]
@@ -280,6 +303,8 @@ def test_image_default_config_is_valid(tmp_path: Path) -> None:
             "--advertise", "192.0.2.5", *_tls_files(tmp_path)]  # fmt: skip
     config = _node_config(args, IMAGE_TOML)
     assert config.health_listen.endswith(":7821")
+    # a directory of its own, shared with readers; the container's /dev/shm stays its own
+    assert config.daemon.shm_dir.startswith("/run/") and config.daemon.segment_name
 
 
 def test_healthcheck_script_follows_a_real_node() -> None:
@@ -379,24 +404,52 @@ def test_compose_cluster_has_three_nodes_that_know_each_other(tmp_path: Path) ->
     assert len(ids) == len(segments) == len(addresses) == 3
 
 
+def _compose_mounts(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """A service's volumes, short syntax (SOURCE:TARGET[:ro]) and long syntax alike."""
+    mounts = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, str):
+            source, target, *mode = entry.split(":")
+            entry = {"source": source, "target": target, "read_only": mode == ["ro"]}
+        mounts.append({k: entry.get(k, False) for k in ("source", "target", "read_only")})
+    return mounts
+
+
+def _compose_environment(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        return dict(e.split("=", 1) for e in environment)
+    return {k: str(v) for k, v in environment.items()}
+
+
 def test_compose_segments_live_on_one_shared_tmpfs_volume() -> None:
     compose = _compose()
     image_user = next(a for k, a in _final_stage(CONTAINERFILE) if k == "USER")
-    volume = compose["volumes"]["shm"]
-    assert volume["driver_opts"]["type"] == "tmpfs"
-    options = dict(o.split("=", 1) for o in volume["driver_opts"]["o"].split(","))
-    assert f"{options['uid']}:{options['gid']}" == image_user
-    assert options["mode"] == "0755"  # the nodes write; everyone else may only read
     for name, service in compose["services"].items():
         assert service.get("user", image_user) == image_user, name
         assert service.get("read_only") is True, name
         assert service.get("cap_drop") == ["ALL"], name
+    # every node writes in its shm_dir, where the one shared volume is mounted read-write
+    shared = set()
     for name, service in _nodes(compose).items():
-        assert "shm:/dev/shm" in service["volumes"], name
+        shm_dir = _node_config(service["command"], IMAGE_TOML).daemon.shm_dir
+        mounts = _compose_mounts(service)
+        (mount,) = [m for m in mounts if m["target"] == shm_dir]
+        assert mount["read_only"] is False, name
+        assert not any(m["target"] == SHM_DIR for m in mounts), f"{name}: keeps its /dev/shm"
+        shared.add((mount["source"], shm_dir))
         assert service["ulimits"]["rtprio"] >= 1  # execute_priority's default without a cap
+    ((source, shm_dir),) = shared
+    assert shm_dir != SHM_DIR
+    volume = compose["volumes"][source]
+    assert volume["driver_opts"]["type"] == "tmpfs"
+    options = dict(o.split("=", 1) for o in volume["driver_opts"]["o"].split(","))
+    assert f"{options['uid']}:{options['gid']}" == image_user
+    assert options["mode"] == "0755"  # the nodes write; everyone else may only read
+    # the reader: the same volume at the same path, read-only, and told where it is
     reader = compose["services"]["reader"]
-    (mount,) = reader["volumes"]
-    assert mount == {"type": "volume", "source": "shm", "target": "/dev/shm", "read_only": True}
+    assert _compose_mounts(reader) == [{"source": source, "target": shm_dir, "read_only": True}]
+    assert _compose_environment(reader)[SHM_DIR_ENV] == shm_dir
     segment = _flag_values(reader["command"], "--shm-name")[0]
     node_segments = {_flag_values(s["command"], "--shm-name")[0] for s in _nodes(compose).values()}
     assert segment in node_segments
@@ -451,7 +504,7 @@ def test_kubernetes_node_config_and_cross_references(tmp_path: Path) -> None:
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in node["env"]}
     assert env == {"NODE_NAME": "spec.nodeName", "POD_IP": "status.podIP"}
     assert not config.discovery and config.execute_priority == 0
-    assert config.daemon.segment_name == "chronotick"
+    assert config.daemon.segment_name == DEFAULT_SHM_NAME
 
     # DNS discovery through the headless Service, whose pods are the DaemonSet's
     assert service["spec"]["clusterIP"] == "None"
@@ -482,23 +535,33 @@ def test_kubernetes_node_config_and_cross_references(tmp_path: Path) -> None:
     assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
     assert f"{mounts['config']['mountPath']}/node.toml" == args[args.index("--config") + 1]
 
-    # the segment: one host directory, written by the node as the image's user, read by apps
+    # the segment: one host directory, written by the node as the image's user in its shm_dir,
+    # read by apps at the same path, and nobody's /dev/shm replaced
     image_user = next(a for k, a in _final_stage(CONTAINERFILE) if k == "USER")
     assert f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == (
         image_user
     )
+    shm_dir = config.daemon.shm_dir
+    assert shm_dir and shm_dir != SHM_DIR
+    (segments,) = [m for m in node["volumeMounts"] if m["mountPath"] == shm_dir]
+    assert not segments.get("readOnly", False)
+    host_dir = volumes[segments["name"]]["hostPath"]["path"]
+    assert host_dir.startswith("/run/")  # memory: /run is a tmpfs on systemd hosts
     (init,) = pod["initContainers"]
     (init_mount,) = init["volumeMounts"]
-    assert init_mount["name"] == "shm"
+    assert init_mount["name"] == segments["name"]
     assert init["command"] == ["chown", image_user, init_mount["mountPath"]]
-    assert mounts["shm"]["mountPath"] == "/dev/shm"
-    host_dir = volumes["shm"]["hostPath"]["path"]
     (app_container,) = app["spec"]["containers"]
     app_mounts = {m["name"]: m for m in app_container["volumeMounts"]}
     app_volumes = {v["name"]: v for v in app["spec"]["volumes"]}
     (shared,) = [n for n, v in app_volumes.items() if "hostPath" in v]
     assert app_volumes[shared]["hostPath"]["path"] == host_dir
-    assert app_mounts[shared] == {"name": shared, "mountPath": "/dev/shm", "readOnly": True}
+    assert app_mounts[shared] == {"name": shared, "mountPath": shm_dir, "readOnly": True}
+    app_env = {e["name"]: e["value"] for e in app_container["env"]}
+    assert app_env[SHM_DIR_ENV] == shm_dir
+    assert app_env.get("CHRONOTICK_SHM_NAME", DEFAULT_SHM_NAME) == config.daemon.segment_name
+    for container in (*pod["containers"], *pod["initContainers"], app_container):
+        assert all(m["mountPath"] != SHM_DIR for m in container["volumeMounts"]), container["name"]
 
     # least privilege for the node container
     security = node["securityContext"]
