@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PATH
 from chronotick.daemon.config import LOG_LEVELS, ConfigError, DaemonConfig, build_config, load_file
 from chronotick.daemon.service import Daemon
 from chronotick.daemon.stopper import Stopper, stop_on_signals
@@ -43,6 +44,13 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--void-after", type=float, dest="void_after_s", metavar="SECONDS")
     p.add_argument("--drift-tolerance-ppm", type=float, dest="drift_tolerance_ppm")
     p.add_argument("--log-level", choices=LOG_LEVELS, dest="log_level")
+    p.add_argument(
+        "--clockbound-path",
+        dest="clockbound_path",
+        metavar="PATH",
+        help="also write an AWS ClockBound segment (layout 2) for ClockBound clients; "
+        f"they read {CLOCKBOUND_DEFAULT_PATH} (docs/clockbound.md)",
+    )
 
 
 def load_config(argv: list[str] | None) -> DaemonConfig:

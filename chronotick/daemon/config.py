@@ -13,6 +13,7 @@ import os
 import tomllib
 from typing import Any
 
+from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PATH
 from chronotick.clocks import NS_PER_S, SimulatedClockParams
 from chronotick.estimation.estimator import EstimatorConfig
 from chronotick.ntp.poll import PollPolicy
@@ -51,6 +52,8 @@ class DaemonConfig:
     max_samples: int = 64
     #: simulated base clock (tests, demos): offset_ms, drift_ppm, wander_ppm_per_sqrt_s, seed
     simulated_clock: tuple[tuple[str, float], ...] = ()
+    #: also write an AWS ClockBound (layout 2) segment at this path; empty: do not
+    clockbound_path: str = ""
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -90,6 +93,18 @@ class DaemonConfig:
             raise ConfigError("void_after_s must cover at least two publish intervals")
         if self.simulated_clock:
             self.clock_params(0)
+        if self.clockbound_path:
+            path = self.clockbound_path
+            if not path.startswith("/") or path.endswith("/") or "\0" in path:
+                raise ConfigError(
+                    f"clockbound_path {path!r}: give an absolute file path "
+                    f"(ClockBound's clients read {CLOCKBOUND_DEFAULT_PATH})"
+                )
+            if self.simulated_clock:
+                raise ConfigError(
+                    "clockbound_path: the ClockBound segment bounds the system clock, "
+                    "which a simulated_clock daemon does not measure"
+                )
 
     @property
     def segment_name(self) -> str:

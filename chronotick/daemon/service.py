@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from chronotick.clockbound_segment import ClockBoundWriter, coarse_monotonic_ns
 from chronotick.clocks import Clock, SimulatedClock, SystemClock
 from chronotick.daemon.config import DaemonConfig
 from chronotick.daemon.stopper import Stopper
@@ -57,6 +58,8 @@ class Daemon:
         self._resolver = Resolver()
         self._stop: Stopper | None = None
         self.writer: SegmentWriter | None = None
+        #: the AWS ClockBound segment, when `clockbound_path` asks for one
+        self.clockbound: ClockBoundWriter | None = None
         #: an estimate from outside the NTP path (the peers' consensus, given the base-clock
         #: instant and the NTP model), fused into what is published. The engine's own model
         #: stays NTP-only: that is what a node serves its peers, so that no estimate ever
@@ -99,6 +102,8 @@ class Daemon:
         )
         interval_s = cfg.publish_interval_ns / NS_PER_S
         try:
+            if cfg.clockbound_path:
+                self.clockbound = self._open_clockbound(cfg.clockbound_path)
             next_tick = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -114,10 +119,28 @@ class Daemon:
                     delay = 0.0
                 self._stop.wait(max(0.0, delay))
         finally:
-            self.writer.close()
-            if own_stopper:
-                self._stop.close()
-            log.info("stopped; segment /dev/shm/%s marked closed and removed", cfg.segment_name)
+            try:
+                if self.clockbound is not None:
+                    # kept, not removed: ClockBound's clients never re-open the file
+                    self.clockbound.close()
+                    log.info("ClockBound segment %s marked UNKNOWN", cfg.clockbound_path)
+            finally:
+                self.writer.close()
+                if own_stopper:
+                    self._stop.close()
+                log.info("stopped; segment /dev/shm/%s marked closed and removed", cfg.segment_name)
+
+    def _open_clockbound(self, path: str) -> ClockBoundWriter:
+        """The ClockBound writer; refuses a base clock other than CLOCK_REALTIME, which is the
+        clock ClockBound's clients read and the segment bounds."""
+        if not isinstance(self.clock, SystemClock):
+            raise RuntimeError(
+                "the ClockBound segment bounds CLOCK_REALTIME; this daemon measures "
+                f"{type(self.clock).__name__}"
+            )
+        writer = ClockBoundWriter(path, int(self.config.void_after_s * NS_PER_S))
+        log.info("also writing a ClockBound (layout 2) segment at %s", path)
+        return writer
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -182,9 +205,13 @@ class Daemon:
         threading.Thread(target=run, name=f"poll {name}", daemon=True).start()
 
     def _publish(self) -> None:
-        # One pair of readings, taken together: readers compare them to notice steps.
+        # One pair of readings, taken together: readers compare them to notice steps. The
+        # coarse reading before them and the fine one after bracket the realtime reading for
+        # the ClockBound record (its as_of is the coarse one).
+        coarse_ns = coarse_monotonic_ns()
         monotonic_ns = time.monotonic_ns()
         now_ns = self.clock.now_ns()
+        after_ns = time.monotonic_ns()
         model = self.engine.estimate(now_ns)
         if self.external is not None:
             try:
@@ -202,3 +229,8 @@ class Daemon:
             sources_reachable=self.engine.sources_reachable,
             monotonic_ns=monotonic_ns,
         )
+        if self.clockbound is not None:
+            try:
+                self.clockbound.publish(model, now_ns, coarse_ns, after_ns - coarse_ns)
+            except Exception:  # our own segment is written; this one waits for the next tick
+                log.exception("writing the ClockBound segment failed")
