@@ -42,6 +42,12 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--void-after", type=float, dest="void_after_s", metavar="SECONDS")
     p.add_argument("--drift-tolerance-ppm", type=float, dest="drift_tolerance_ppm")
     p.add_argument("--log-level", choices=LOG_LEVELS, dest="log_level")
+    p.add_argument(
+        "--metrics-address",
+        dest="metrics_address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP here (port 0: any free port, logged)",
+    )
 
 
 def load_config(argv: list[str] | None) -> DaemonConfig:

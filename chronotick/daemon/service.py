@@ -21,6 +21,7 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.estimation.fusion import ExternalEstimate, fuse
+from chronotick.metrics import MetricsEndpoint, daemon_families, format_address, read_daemon
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
 from chronotick.ntp.query import Resolver, ServerAddress, poll_server
@@ -63,6 +64,16 @@ class Daemon:
         #: comes back to the node that made it.
         self.external: Callable[[int, ClockModel], ExternalEstimate | None] | None = None
         self.published: ClockModel = self.engine.model
+        #: monotonic time of the last write of the segment (None before the first)
+        self.published_monotonic_ns: int | None = None
+        #: the process's Prometheus endpoint; a node adds its own part before `run()`
+        self.metrics = MetricsEndpoint()
+        self.metrics.add("daemon", lambda: daemon_families(read_daemon(self)))
+
+    @property
+    def metrics_port(self) -> int:
+        """The port the metrics endpoint listens on; 0 while it does not."""
+        return self.metrics.port
 
     @property
     def model(self) -> ClockModel:
@@ -98,6 +109,10 @@ class Daemon:
         )
         interval_s = cfg.publish_interval_ns / NS_PER_S
         try:
+            listen = cfg.metrics_listen()
+            if listen is not None:
+                port = self.metrics.start(*listen)
+                log.info("metrics on http://%s/metrics", format_address(listen[0], port))
             next_tick = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -113,6 +128,7 @@ class Daemon:
                     delay = 0.0
                 self._stop.wait(max(0.0, delay))
         finally:
+            self.metrics.stop()
             self.writer.close()
             if own_stopper:
                 self._stop.close()
@@ -201,3 +217,4 @@ class Daemon:
             sources_reachable=self.engine.sources_reachable,
             monotonic_ns=monotonic_ns,
         )
+        self.published_monotonic_ns = monotonic_ns
