@@ -485,16 +485,24 @@ class _Parts(Collector):
 
     def __init__(self) -> None:
         self.parts: dict[str, Part] = {}
+        #: part -> the error it failed with last (logged once, not at every scrape)
+        self._failing: dict[str, str] = {}
 
     def collect(self) -> Iterator[Metric]:
         success = []
         for name, part in list(self.parts.items()):
             try:
                 families = list(part())
-            except Exception:
-                log.exception("metrics part %r failed; left out of this scrape", name)
+            except Exception as exc:
+                if self._failing.get(name) != repr(exc):
+                    log.exception(
+                        "metrics part %r failed; left out of scrapes until it works", name
+                    )
+                self._failing[name] = repr(exc)
                 success.append(((name,), 0.0))
                 continue
+            if self._failing.pop(name, None) is not None:
+                log.info("metrics part %r works again", name)
             success.append(((name,), 1.0))
             yield from families
         yield COLLECTOR_SUCCESS.family(success)

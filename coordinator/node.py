@@ -222,6 +222,7 @@ class Node:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         peer_thread = None
         try:
+            self.daemon.start_metrics()
             self.start_service()
             self.start_discovery()
             peer_thread = threading.Thread(target=self._peer_loop, name="peers", daemon=True)
@@ -239,6 +240,7 @@ class Node:
                 if server is not None:
                     server.stop(grace=0.5)
             self.client.close()
+            self.daemon.metrics.stop()  # when the daemon never ran (a port taken at start)
             self.stop_flag.close()
             log.info("node %s stopped", self.node_id)
 

@@ -109,10 +109,7 @@ class Daemon:
         )
         interval_s = cfg.publish_interval_ns / NS_PER_S
         try:
-            listen = cfg.metrics_listen()
-            if listen is not None:
-                port = self.metrics.start(*listen)
-                log.info("metrics on http://%s/metrics", format_address(listen[0], port))
+            self.start_metrics()
             next_tick = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -133,6 +130,18 @@ class Daemon:
             if own_stopper:
                 self._stop.close()
             log.info("stopped; segment /dev/shm/%s marked closed and removed", cfg.segment_name)
+
+    def start_metrics(self) -> None:
+        """Serve the metrics endpoint, when configured and not serving yet.
+
+        `run()` calls it; a node calls it before opening its other ports, so that a port taken
+        by something else stops the node before it announces itself to anyone.
+        """
+        listen = self.config.metrics_listen()
+        if listen is None or self.metrics.port:
+            return
+        port = self.metrics.start(*listen)
+        log.info("metrics on http://%s/metrics", format_address(listen[0], port))
 
     def stop(self) -> None:
         if self._stop is not None:

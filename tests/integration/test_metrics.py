@@ -148,6 +148,7 @@ def test_a_bad_address_or_a_taken_port_stops_the_daemon_at_start(
     )  # fmt: skip
     assert bad.returncode == 2
     assert "configuration error: metrics_address: expected HOST:PORT" in bad.stderr
+    node_shm = unique_name("test-metrics-node")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -157,11 +158,23 @@ def test_a_bad_address_or_a_taken_port_stops_the_daemon_at_start(
              "--metrics-address", f"127.0.0.1:{port}"],
             capture_output=True, text=True, timeout=30, cwd=ROOT,
         )  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in result.stderr
+        try:
+            node = start_cli(
+                "--node-id", "n1", "--server", "127.0.0.1:9", "--no-discovery",
+                "--listen", f"127.0.0.1:{free_tcp_port()}", "--shm-name", node_shm,
+                "--metrics-address", f"127.0.0.1:{port}",
+            )  # fmt: skip
+        finally:
+            remove_segment_files(node_shm)
+    message = f"cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    assert result.returncode == 1 and message in result.stderr, result.stderr
     assert not os.path.exists(segment_path(name))  # and it left nothing behind
-    node = start_cli("--node-id", "n1", "--server", "127.0.0.1", "--metrics-address", "[::1]")
-    assert node.returncode == 2 and "metrics_address" in node.stderr
+    # a node stops before opening its peer port or writing its segment
+    assert node.returncode == 1 and message in node.stderr, node.stderr
+    assert "peer service on" not in node.stderr and not os.path.exists(segment_path(node_shm))
+    bad_node = start_cli("--node-id", "n1", "--server", "127.0.0.1", "--metrics-address", "[::1]")
+    assert bad_node.returncode == 2, bad_node.stderr
+    assert "metrics_address: expected [IPV6]:PORT" in bad_node.stderr
 
 
 # -- a node --------------------------------------------------------------------------------

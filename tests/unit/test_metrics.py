@@ -4,12 +4,14 @@ failing part, and the HTTP endpoint's life (free port, port taken, stop)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import urllib.error
 from collections.abc import Callable, Iterator
 
 import pytest
+from prometheus_client.core import Metric
 
 from chronotick.daemon.config import build_config
 from chronotick.daemon.service import Daemon
@@ -259,15 +261,36 @@ def test_a_daemon_that_never_ran_can_be_scraped() -> None:
 # -- robustness --------------------------------------------------------------------------------
 
 
-def test_a_failing_part_is_left_out_and_said_so_never_raised() -> None:
+def test_a_failing_part_is_left_out_and_said_so_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     s = parse(_with_broken_part())
     assert value(s, COLLECTOR_SUCCESS.name, collector="daemon") == 1
     assert value(s, COLLECTOR_SUCCESS.name, collector="node") == 0
     assert value(s, "chronotick_clock_status", status="synchronized") == 1
+    # logged when it starts failing, not at every scrape; and when it works again
+    broken = True
+
+    def flaky() -> list[Metric]:
+        if broken:
+            raise RuntimeError("state changed under the scrape")
+        return []
+
     endpoint = MetricsEndpoint()
-    endpoint.add("node", _broken)  # type: ignore[arg-type]
+    endpoint.add("node", flaky)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="chronotick.metrics"):
+        for _ in range(3):
+            endpoint.render()
+        broken = False
+        assert value(parse(endpoint.render().decode()), COLLECTOR_SUCCESS.name, collector="node")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "metrics part 'node' failed; left out of scrapes until it works",
+        "metrics part 'node' works again",
+    ]
     with pytest.raises(ValueError, match="added already"):
-        endpoint.add("node", _broken)  # type: ignore[arg-type]
+        endpoint.add("node", flaky)
 
 
 def test_counts_and_histogram() -> None:
