@@ -359,6 +359,8 @@ class DaemonReading:
     model: ClockModel
     #: monotonic time since the last write of the segment; None before the first
     publish_age_ns: int | None
+    #: a reader's rules for old data: FREE_RUNNING past the first, refused past the second
+    trusted_for_ns: int
     void_after_ns: int
     servers: tuple[ServerReading, ...]
     rejected: Mapping[str, int]
@@ -366,9 +368,12 @@ class DaemonReading:
 
     @property
     def status(self) -> ClockStatus:
-        """What a reader of the segment is told now: past void_after, the data is refused."""
-        if self.publish_age_ns is None or self.publish_age_ns > self.void_after_ns:
+        """What a reader of the segment is told now (ChronoTickClient's rules for old data)."""
+        age = self.publish_age_ns
+        if age is None or age > self.void_after_ns:
             return ClockStatus.UNKNOWN
+        if self.model.status is ClockStatus.SYNCHRONIZED and age > self.trusted_for_ns:
+            return ClockStatus.FREE_RUNNING
         return self.model.status
 
 
@@ -380,8 +385,8 @@ def read_daemon(daemon: Daemon) -> DaemonReading:
     """
     engine = daemon.engine
     model = daemon.published
-    monotonic_ns = time.monotonic_ns()
     published_at = daemon.published_monotonic_ns
+    monotonic_ns = time.monotonic_ns()
     servers = []
     for name, state in engine.servers.items():
         schedule = state.schedule
@@ -395,13 +400,17 @@ def read_daemon(daemon: Daemon) -> DaemonReading:
                 polls=state.polls_done,
                 poll_interval_ns=max(schedule.interval_ns, schedule.floor_ns),
                 latest=state.latest,
-                last_answer_age_ns=None if last_answer is None else monotonic_ns - last_answer,
+                # an answer taken while this runs may be stamped a moment after monotonic_ns
+                last_answer_age_ns=None
+                if last_answer is None
+                else max(0, monotonic_ns - last_answer),
             )
         )
     return DaemonReading(
         at_ns=daemon.clock.now_ns(),
         model=model,
-        publish_age_ns=None if published_at is None else monotonic_ns - published_at,
+        publish_age_ns=None if published_at is None else max(0, monotonic_ns - published_at),
+        trusted_for_ns=daemon.config.trusted_for_ns,
         void_after_ns=int(daemon.config.void_after_s * NS_PER_S),
         servers=tuple(servers),
         rejected=dict(engine.rejected),

@@ -101,6 +101,12 @@ class DaemonConfig:
     def publish_interval_ns(self) -> int:
         return int(NS_PER_S / self.publish_rate_hz)
 
+    @property
+    def trusted_for_ns(self) -> int:
+        """Readers call SYNCHRONIZED data older than this FREE_RUNNING (a missed publish or
+        two is no reason to)."""
+        return max(NS_PER_S, 10 * self.publish_interval_ns)
+
     def poll_policy(self) -> PollPolicy:
         return PollPolicy(
             min_poll_s=self.min_poll_s,

@@ -96,7 +96,7 @@ class Daemon:
             node_id=cfg.node_id,
             clock_params=self.clock_params,
             publish_interval_ns=cfg.publish_interval_ns,
-            trusted_for_ns=max(NS_PER_S, 10 * cfg.publish_interval_ns),
+            trusted_for_ns=cfg.trusted_for_ns,
             void_after_ns=int(cfg.void_after_s * NS_PER_S),
         )
         log.info(

@@ -62,6 +62,7 @@ def reading(model: ClockModel, at_ns: int, **changes: object) -> DaemonReading:
         "at_ns": at_ns,
         "model": model,
         "publish_age_ns": 50_000_000,
+        "trusted_for_ns": NS_PER_S,
         "void_after_ns": 10 * NS_PER_S,
         "servers": (
             _server("a.example", sample),
@@ -237,7 +238,10 @@ def test_without_an_interval_the_clock_figures_are_left_out(status: ClockStatus)
     assert not any(math.isinf(v) or math.isnan(v) for v in s.values())
 
 
-def test_a_daemon_that_stopped_publishing_reads_as_unknown_like_the_segment() -> None:
+def test_a_daemon_that_stopped_publishing_reads_as_a_reader_of_the_segment_is_told() -> None:
+    late = parse(render(reading(model_at(T0), T0, publish_age_ns=2 * NS_PER_S)))
+    assert value(late, "chronotick_clock_status", status="free_running") == 1
+    assert value(late, "chronotick_clock_error_bound_seconds") > 0  # still an interval
     s = parse(render(reading(model_at(T0), T0, publish_age_ns=11 * NS_PER_S)))
     assert value(s, "chronotick_clock_status", status="unknown") == 1
     assert value(s, "chronotick_clock_status", status="synchronized") == 0
