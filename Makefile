@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
-APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2 systemd
+APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2 systemd prometheus
 
 .PHONY: demo demo-host test lint typecheck protos system-packages venv clean
 
@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml setup.py chronotick/_fastread.c
 venv: $(STAMP)
 
 # Debian packages the integration tests drive (chronyd as the NTP reference, libfaketime for a
-# skewed clock, ntpdig as a second real NTP client). Installed only when missing and when root.
+# skewed clock, ntpdig as a second real NTP client, promtool from prometheus to check the metrics
+# and alert rules). Installed only when missing and when root.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -288,6 +288,10 @@ class Participant:
     def knows(self, action_id: str) -> bool:
         return action_id in self._held
 
+    def phase(self, action_id: str) -> Phase | None:
+        held = self._held.get(action_id)
+        return None if held is None else held.phase
+
     def held_count(self) -> int:
         return len(self._held)
 

@@ -45,6 +45,7 @@ from coordinator.agreement import (
     Vote,
 )
 from coordinator.exchange import PeerClient, describe_rpc_error
+from coordinator.metrics import AgreementStats
 from coordinator.proto.chronotick.v1 import agreement_pb2 as apb
 from coordinator.proto.chronotick.v1 import agreement_pb2_grpc as apb_grpc
 from coordinator.proto.chronotick.v1 import peer_pb2 as pb
@@ -124,6 +125,8 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         self.rounds: dict[str, _RoundState] = {}
         #: the replicated writes this node applied: key -> (value, corrected timestamp)
         self.replica: dict[str, tuple[str, int]] = {}
+        #: rounds, votes, executions and commits by outcome, for the metrics
+        self.stats = AgreementStats()
         self._lock = threading.Lock()
 
     # -- the clock -------------------------------------------------------------------------
@@ -157,12 +160,14 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         if not now < proposal.target_ns <= now + MAX_DELAY_NS + NS_PER_S:
             # refused without being kept: nothing a stranger sends may pile up here
             why = "target not within the next hour" if proposal.target_ns > now else "target past"
+            self.stats.actions.add("refused")
             return vote_to_wire(Vote(proposal.action_id, self.node.node_id, False, why, 0, 0))
         with self._lock:
             if self.participant.held_count() >= MAX_HELD_ACTIONS:
                 self.participant.forget_before(now, 0)
             vote = self.participant.on_propose(proposal, self.outlook(proposal.target_ns))
         if not vote.accept:
+            self.stats.actions.add("refused")
             log.info("refused %s from %s: %s", proposal.action_id, proposal.initiator, vote.reason)
         return vote_to_wire(vote)
 
@@ -174,6 +179,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         now, _, _ = self.now()
         with self._lock:
             before = self.participant.may_execute(request.action_id)
+            was = self.participant.phase(request.action_id)
             phase = self.participant.on_decision(
                 request.action_id, request.commit, now, request.initiator
             )
@@ -182,6 +188,10 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
                 (p for p in self.participant.to_execute() if p.action_id == request.action_id),
                 None,
             )
+        if was is Phase.VOTED and phase is Phase.EXPIRED:
+            self.stats.actions.add("expired")
+        elif was in (Phase.VOTED, Phase.COMMITTED) and phase is Phase.ABORTED:
+            self.stats.actions.add("aborted")
         if phase is Phase.EXPIRED:
             log.warning("%s: commit came after its deadline; not executing", request.action_id)
         if start and proposal is not None:
@@ -330,6 +340,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
             if proposal.action.startswith("write "):
                 key, _, value = proposal.action[6:].partition("=")
                 self.replica[key] = (value, proposal.target_ns)
+            self.stats.actions.add("executed")
             self.participant.on_executed(
                 Report(
                     action_id,
@@ -349,14 +360,19 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         )
 
     def _finish(self, report: Report) -> None:
+        """A committed action that did not run (FAILED); nothing, if an abort came first."""
         with self._lock:
+            if not self.participant.may_execute(report.action_id):
+                return
             self.participant.on_executed(report)
+        self.stats.actions.add("failed")
 
     def housekeeping(self) -> None:
         """Expire undecided actions past their commit deadline; forget old ones."""
         now, _, _ = self.now()
         with self._lock:
             for action_id in self.participant.expire(now):
+                self.stats.actions.add("expired")
                 log.warning("%s: no decision by its commit deadline; not executing", action_id)
             self.participant.forget_before(now, KEEP_NS)
 
@@ -415,6 +431,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
                     state.round.on_no_vote(node_id, why)
                     state.round.on_report(Report(action_id, node_id, Phase.UNKNOWN, detail=why))
                 state.round.decide(now)
+            self.stats.rounds.add("aborted")
             log.warning(
                 "%s aborted: falsetickers named: %s", action_id, ", ".join(sorted(suspects))
             )
@@ -473,6 +490,7 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         with self._lock:
             decision = round_.decide(max(now, proposal.vote_deadline_ns))
         assert decision is not None
+        self.stats.rounds.add("committed" if decision.commit else "aborted")
         if not decision.commit:
             log.info(
                 "%s aborted: %s",
@@ -610,6 +628,16 @@ class AgreementService(apb_grpc.AgreementServiceServicer):
         )
 
     def commit_timestamp(self, request: apb.CommitTimestampRequest) -> apb.CommitTimestampReply:
+        try:
+            reply = self._commit_timestamp(request)
+        except Exception:
+            self.stats.commits.add("failed")
+            raise
+        self.stats.commits.add("committed")
+        self.stats.commit_wait.observe(reply.commit_wait_ns / NS_PER_S)
+        return reply
+
+    def _commit_timestamp(self, request: apb.CommitTimestampRequest) -> apb.CommitTimestampReply:
         """TrueTime's rule across nodes: the timestamp is at least every participant's latest
         when the commit starts; the acknowledgement waits until every participant's earliest
         has passed it. Any participant that cannot answer fails the commit (UNAVAILABLE)."""

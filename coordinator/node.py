@@ -30,6 +30,7 @@ from coordinator.agreement_service import AgreementService
 from coordinator.config import NodeConfig
 from coordinator.discovery import Discovery, Endpoint, parse_host_port
 from coordinator.exchange import ExchangeError, PeerClient
+from coordinator.metrics import node_families, read_node
 from coordinator.peer_table import ConsensusResult, Exchange, PeerEntry, PeerTable, StackBias
 from coordinator.proto.chronotick.v1 import agreement_pb2
 from coordinator.service import SERVICE_NAME, PeerService, add_to_server
@@ -96,6 +97,8 @@ class Node:
         self.agreement = AgreementService(
             self, require_identity=config.tls, execute_priority=config.execute_priority
         )
+        # one endpoint per process: the node's families beside the daemon's
+        self.daemon.metrics.add("node", lambda: node_families(read_node(self)))
 
     # -- NodeView ----------------------------------------------------------------------------
 
@@ -219,6 +222,7 @@ class Node:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         peer_thread = None
         try:
+            self.daemon.start_metrics()
             self.start_service()
             self.start_discovery()
             peer_thread = threading.Thread(target=self._peer_loop, name="peers", daemon=True)
@@ -236,6 +240,7 @@ class Node:
                 if server is not None:
                     server.stop(grace=0.5)
             self.client.close()
+            self.daemon.metrics.stop()  # when the daemon never ran (a port taken at start)
             self.stop_flag.close()
             log.info("node %s stopped", self.node_id)
 

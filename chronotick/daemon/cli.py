@@ -51,6 +51,12 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
         help="also write an AWS ClockBound segment (layout 2) for ClockBound clients; "
         f"they read {CLOCKBOUND_DEFAULT_PATH} (docs/clockbound.md)",
     )
+    p.add_argument(
+        "--metrics-address",
+        dest="metrics_address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP here (port 0: any free port, logged)",
+    )
 
 
 def load_config(argv: list[str] | None) -> DaemonConfig:

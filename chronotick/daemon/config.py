@@ -7,9 +7,11 @@ of the wrong type or range are refused with a message that names them, before an
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import math
 import os
+import re
 import tomllib
 from typing import Any
 
@@ -22,6 +24,8 @@ from chronotick.shm import default_name, validate_name
 
 DEFAULT_SERVERS = ("0.pool.ntp.org", "1.pool.ntp.org", "2.pool.ntp.org", "3.pool.ntp.org")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: a host name or an IPv4 address (IPv6 ones come in brackets)
+_HOST_RE = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 
 
 class ConfigError(ValueError):
@@ -54,6 +58,8 @@ class DaemonConfig:
     simulated_clock: tuple[tuple[str, float], ...] = ()
     #: also write an AWS ClockBound (layout 2) segment at this path; empty: do not
     clockbound_path: str = ""
+    #: HOST:PORT of the Prometheus endpoint (port 0: any free port); empty: no endpoint
+    metrics_address: str = ""
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -105,6 +111,7 @@ class DaemonConfig:
                     "clockbound_path: the ClockBound segment bounds the system clock, "
                     "which a simulated_clock daemon does not measure"
                 )
+        self.metrics_listen()
 
     @property
     def segment_name(self) -> str:
@@ -113,6 +120,12 @@ class DaemonConfig:
     @property
     def publish_interval_ns(self) -> int:
         return int(NS_PER_S / self.publish_rate_hz)
+
+    @property
+    def trusted_for_ns(self) -> int:
+        """Readers call SYNCHRONIZED data older than this FREE_RUNNING (a missed publish or
+        two is no reason to)."""
+        return max(NS_PER_S, 10 * self.publish_interval_ns)
 
     def poll_policy(self) -> PollPolicy:
         return PollPolicy(
@@ -160,9 +173,47 @@ class DaemonConfig:
         except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"simulated_clock: {exc}") from None
 
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """`metrics_address` as (host, port), None when there is no endpoint."""
+        if not self.metrics_address:
+            return None
+        try:
+            return parse_listen_address(self.metrics_address)
+        except ValueError as exc:
+            raise ConfigError(f"metrics_address: {exc}") from None
+
     @property
     def logging_level(self) -> int:
         return int(getattr(logging, self.log_level.upper()))
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPV6]:PORT` to (host, port); port 0 asks for any free port.
+
+    The port is required: a listener on a guessed default port would collide with whatever
+    else the host runs there.
+    """
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = (text[1:end], text[end + 1 :]) if end > 0 else ("", "")
+        if not rest.startswith(":") or not rest[1:]:
+            raise ValueError(f"expected [IPV6]:PORT, got {text!r}")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text:
+            raise ValueError(f"expected HOST:PORT or [IPV6]:PORT, got {text!r}")
+        if ":" in host:
+            raise ValueError(f"put an IPv6 address in brackets: [{host}]:{port_text}")
+        if not _HOST_RE.match(host):
+            raise ValueError(f"expected HOST:PORT with a host name or address, got {text!r}")
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+        raise ValueError(f"port must be 0-65535, got {port_text!r}")
+    return host, int(port_text)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

@@ -22,6 +22,7 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.estimation.fusion import ExternalEstimate, fuse
+from chronotick.metrics import MetricsEndpoint, daemon_families, format_address, read_daemon
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
 from chronotick.ntp.query import Resolver, ServerAddress, poll_server
@@ -66,6 +67,16 @@ class Daemon:
         #: comes back to the node that made it.
         self.external: Callable[[int, ClockModel], ExternalEstimate | None] | None = None
         self.published: ClockModel = self.engine.model
+        #: monotonic time of the last write of the segment (None before the first)
+        self.published_monotonic_ns: int | None = None
+        #: the process's Prometheus endpoint; a node adds its own part before `run()`
+        self.metrics = MetricsEndpoint()
+        self.metrics.add("daemon", lambda: daemon_families(read_daemon(self)))
+
+    @property
+    def metrics_port(self) -> int:
+        """The port the metrics endpoint listens on; 0 while it does not."""
+        return self.metrics.port
 
     @property
     def model(self) -> ClockModel:
@@ -88,7 +99,7 @@ class Daemon:
             node_id=cfg.node_id,
             clock_params=self.clock_params,
             publish_interval_ns=cfg.publish_interval_ns,
-            trusted_for_ns=max(NS_PER_S, 10 * cfg.publish_interval_ns),
+            trusted_for_ns=cfg.trusted_for_ns,
             void_after_ns=int(cfg.void_after_s * NS_PER_S),
             directory=cfg.shm_dir or None,
         )
@@ -104,6 +115,7 @@ class Daemon:
         try:
             if cfg.clockbound_path:
                 self.clockbound = self._open_clockbound(cfg.clockbound_path)
+            self.start_metrics()
             next_tick = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -125,10 +137,11 @@ class Daemon:
                     self.clockbound.close()
                     log.info("ClockBound segment %s marked UNKNOWN", cfg.clockbound_path)
             finally:
+                self.metrics.stop()
                 self.writer.close()
                 if own_stopper:
                     self._stop.close()
-                log.info("stopped; segment /dev/shm/%s marked closed and removed", cfg.segment_name)
+                log.info("stopped; segment %s marked closed and removed", self.writer.path)
 
     def _open_clockbound(self, path: str) -> ClockBoundWriter:
         """The ClockBound writer; refuses a base clock other than CLOCK_REALTIME, which is the
@@ -141,6 +154,18 @@ class Daemon:
         writer = ClockBoundWriter(path, int(self.config.void_after_s * NS_PER_S))
         log.info("also writing a ClockBound (layout 2) segment at %s", path)
         return writer
+
+    def start_metrics(self) -> None:
+        """Serve the metrics endpoint, when configured and not serving yet.
+
+        `run()` calls it; a node calls it before opening its other ports, so that a port taken
+        by something else stops the node before it announces itself to anyone.
+        """
+        listen = self.config.metrics_listen()
+        if listen is None or self.metrics.port:
+            return
+        port = self.metrics.start(*listen)
+        log.info("metrics on http://%s/metrics", format_address(listen[0], port))
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -234,3 +259,4 @@ class Daemon:
                 self.clockbound.publish(model, now_ns, coarse_ns, after_ns - coarse_ns)
             except Exception:  # our own segment is written; this one waits for the next tick
                 log.exception("writing the ClockBound segment failed")
+        self.published_monotonic_ns = monotonic_ns

@@ -130,6 +130,11 @@ def pair() -> Iterator[tuple[Served, Served]]:
             remove_segment_files(s.node.shm_name)
 
 
+def outcomes(served: Served) -> dict[str, int]:
+    """The node's participant outcomes counted so far (the non-zero ones)."""
+    return {k: v for k, v in served.service.stats.actions.snapshot().items() if v}
+
+
 def start(served: Served, delay_s: float = 0.5, tolerance_ms: float = 1.0, **kw: object) -> Any:
     request = apb.StartRoundRequest(protocol_version=V, delay_ns=int(delay_s * S),
                                     tolerance_ns=int(tolerance_ms * MS), **kw)  # fmt: skip
@@ -157,6 +162,11 @@ def test_a_round_commits_runs_at_the_target_on_both_nodes_and_reports(
         assert report.bound_ns == 100_000
     assert a.service.replica["color"] == ("blue", reply.target_ns)
     assert b.service.replica["color"] == ("blue", reply.target_ns)
+    # what the metrics count: one round committed by its initiator, one execution on each node
+    assert a.service.stats.rounds.snapshot() == {"committed": 1, "aborted": 0}
+    assert b.service.stats.rounds.snapshot() == {"committed": 0, "aborted": 0}
+    for served in (a, b):
+        assert outcomes(served) == {"executed": 1}
 
 
 def test_a_participant_whose_bound_is_too_wide_refuses_with_its_reason() -> None:
@@ -170,6 +180,9 @@ def test_a_participant_whose_bound_is_too_wide_refuses_with_its_reason() -> None
         request = apb.ReportRequest(protocol_version=V, action_id=reply.action_id)
         report = wide.stub.GetReport(request, timeout=5)
         assert report.phase == "aborted"
+        assert a.service.stats.rounds.snapshot() == {"committed": 0, "aborted": 1}
+        assert outcomes(wide) == {"refused": 1}  # it voted no: not aborted a second time
+        assert outcomes(a) == {"aborted": 1}  # the initiator had voted yes
     finally:
         for s in (a, wide):
             s.server.stop(0)
@@ -193,6 +206,7 @@ def test_a_participant_that_does_not_answer_aborts_the_round_by_the_vote_deadlin
     own = a.stub.GetReport(apb.ReportRequest(protocol_version=V, action_id=reply.action_id),
                            timeout=5)  # fmt: skip
     assert own.phase == "aborted"  # the initiator did not execute either
+    assert a.service.stats.rounds.snapshot() == {"committed": 0, "aborted": 1}
     assert vote_deadline < commit_deadline
 
 
@@ -210,6 +224,13 @@ def test_commit_wait_returns_once_every_earliest_is_past_the_timestamp(
     assert acked >= reply.timestamp_ns + 100_000
     assert reply.max_bound_ns == 100_000
     assert 150_000 <= reply.commit_wait_ns < 50 * MS  # about twice the bound, plus calls
+    with pytest.raises(grpc.RpcError):
+        a.stub.CommitTimestamp(
+            apb.CommitTimestampRequest(protocol_version=V, participants=["nobody"]), timeout=10
+        )
+    assert a.service.stats.commits.snapshot() == {"committed": 1, "failed": 1}
+    waits = a.service.stats.commit_wait.snapshot()
+    assert waits.count == 1 and waits.sum == reply.commit_wait_ns / S
 
 
 @pytest.mark.parametrize(
@@ -263,6 +284,8 @@ def test_a_late_or_unknown_decision_never_executes(pair: tuple[Served, Served]) 
     decide = apb.DecideRequest(protocol_version=V, cluster=CLUSTER, initiator="a",
                                action_id="late-1", commit=True)  # fmt: skip
     assert b.stub.Decide(decide, timeout=5).phase == "expired"
+    assert b.stub.Decide(decide, timeout=5).phase == "expired"  # retried: counted once
+    assert outcomes(b) == {"expired": 1}
     unknown = apb.DecideRequest(protocol_version=V, cluster=CLUSTER, initiator="a",
                                 action_id="never-proposed", commit=True)  # fmt: skip
     assert b.stub.Decide(unknown, timeout=5).phase == "unknown"
@@ -291,6 +314,7 @@ def test_falsetickers_are_left_out_and_naming_one_aborts(pair: tuple[Served, Ser
     assert alone.committed and list(alone.participants) == ["a"]
     named = start(a, participants=["b"])
     assert not named.committed
+    assert a.service.stats.rounds.snapshot() == {"committed": 1, "aborted": 1}
     assert list(named.reasons) == [
         "a: not asked: another participant is a falseticker",
         "b: falseticker in the initiator's peer table (its clock disagrees with the majority)",

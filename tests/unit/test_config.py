@@ -252,3 +252,45 @@ def test_load_file_unknown_key_reaches_build_config(tmp_path: Path) -> None:
     path.write_text("[poll]\nmin = 64\n")
     with pytest.raises(ConfigError, match="poll"):
         build_config(load_file(str(path)), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+        ("[::1]:9100", ("::1", 9100)),
+        ("[::]:9100", ("::", 9100)),
+        ("metrics.example:65535", ("metrics.example", 65535)),
+    ],
+)
+def test_metrics_address_forms(text: str, expected: tuple[str, int]) -> None:
+    config = build_config({}, {"metrics_address": text})
+    assert config.metrics_listen() == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("localhost", "expected HOST:PORT"),
+        ("localhost:", "expected HOST:PORT"),
+        (":9100", "host name or address"),
+        ("127.0.0.1:99999", "port must be 0-65535"),
+        ("127.0.0.1:-1", "port must be 0-65535"),
+        ("127.0.0.1:９１", "port must be 0-65535"),
+        ("::1:9100", "brackets"),
+        ("[not-v6]:9100", "not an IPv6 address"),
+        ("[::1]", "expected \\[IPV6\\]:PORT"),
+        ("[::1:9100", "expected \\[IPV6\\]:PORT"),
+        ("bad host:9100", "host name or address"),
+        ("host\n:9100", "host name or address"),
+    ],
+)
+def test_bad_metrics_addresses_are_refused_naming_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        build_config({"metrics_address": text}, {})
+    assert str(error.value).startswith("metrics_address: ")
+
+
+def test_no_metrics_address_means_no_endpoint() -> None:
+    assert DaemonConfig().metrics_listen() is None
