@@ -21,6 +21,7 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.estimation.fusion import ExternalEstimate, fuse
+from chronotick.history import History
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
 from chronotick.ntp.query import Resolver, ServerAddress, poll_server
@@ -63,6 +64,9 @@ class Daemon:
         #: comes back to the node that made it.
         self.external: Callable[[int, ClockModel], ExternalEstimate | None] | None = None
         self.published: ClockModel = self.engine.model
+        #: the recent past, for `chronotick-node report`: published points, samples, changes
+        self.history = History()
+        self.engine.sample_log = self.history.add_sample
 
     @property
     def model(self) -> ClockModel:
@@ -184,15 +188,27 @@ class Daemon:
         # One pair of readings, taken together: readers compare them to notice steps.
         monotonic_ns = time.monotonic_ns()
         now_ns = self.clock.now_ns()
-        model = self.engine.estimate(now_ns)
+        ntp_before = self.engine.model.status
+        ntp = model = self.engine.estimate(now_ns)
+        external = None
         if self.external is not None:
             try:
                 external = self.external(now_ns, model)
             except Exception:  # the peers are a bonus: their failure must not stop publishing
                 log.exception("the outside estimate failed; publishing the NTP model alone")
-                external = None
             model = fuse(model, external, now_ns, self.engine.drift_tolerance_ppb)
+        old = self.published.status
+        if model.status is not old:
+            if ntp.status is model.status and ntp_before is not ntp.status:
+                reason = self.engine.status_reason  # the engine has just said so
+            else:
+                reason = _fused_reason(ntp, external)
+                log.info("published status %s -> %s: %s", old.name, model.status.name, reason)
+            self.history.add_change(monotonic_ns, now_ns, old, model.status, reason)
         self.published = model
+        self.history.add_point(
+            monotonic_ns, now_ns, model, external.offset_ns if external is not None else None
+        )
         assert self.writer is not None
         self.writer.publish(
             model,
@@ -201,3 +217,13 @@ class Daemon:
             sources_reachable=self.engine.sources_reachable,
             monotonic_ns=monotonic_ns,
         )
+
+
+def _fused_reason(ntp: ClockModel, external: ExternalEstimate | None) -> str:
+    """Why the published status differs from what the NTP model alone says."""
+    if external is None:
+        return f"no peer consensus; the NTP estimate is {ntp.status.name}"
+    plural = "s" if external.sources != 1 else ""
+    peers = f"the consensus of {external.sources} peer{plural} is "
+    peers += "synchronized" if external.synchronized else "free-running"
+    return f"the NTP estimate is {ntp.status.name}, {peers}"
