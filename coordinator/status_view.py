@@ -30,16 +30,17 @@ def render_status(out: dict[str, Any]) -> str:
     ]  # fmt: skip
     width = max(len(k) for k, _ in header)
     lines = [f"{k:<{width}} : {v}" for k, v in header]
-    if "sources" in out:
+    # an older node has servers but does not list them: no table then
+    if out.get("sources"):
         lines += ["", *render_sources(out["sources"])]
+    elif "sources" in out and not out["sources_configured"]:
+        lines += ["", "no NTP server configured"]
     if "peers" in out:
         lines += ["", *render_peer_rows(out["peers"], out.get("consensus"))]
     return "\n".join(lines)
 
 
 def render_sources(sources: list[dict[str, Any]]) -> list[str]:
-    if not sources:
-        return ["no NTP server configured"]
     rows = [
         [
             s["server"],

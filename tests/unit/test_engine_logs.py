@@ -7,6 +7,7 @@ Driven in virtual time like the simulator drives it: three servers, one of which
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import pytest
 
@@ -36,7 +37,7 @@ def run(
     start_s: int,
     stop_s: int,
     step_s: int,
-    answer: dict[str, int | None],
+    answer: Mapping[str, int | None],
 ) -> None:
     """Poll every server every `step_s` (virtual) seconds; `answer` gives each server's
     offset, or None for no reply (a timeout)."""

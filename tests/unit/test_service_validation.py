@@ -402,7 +402,7 @@ def test_history_answers_points_samples_and_changes(
     ],
 )
 def test_bad_history_requests_are_invalid_argument(
-    stub: pb_grpc.PeerServiceStub, changes: dict[str, float], named: str
+    stub: pb_grpc.PeerServiceStub, changes: dict[str, Any], named: str
 ) -> None:
     request = pb.HistoryRequest(protocol_version=protocol.PROTOCOL_VERSION, **changes)
     code, details = code_of(lambda: stub.GetHistory(request, timeout=DEADLINE_S))

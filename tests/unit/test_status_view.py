@@ -124,7 +124,14 @@ def test_status_table_has_the_header_sources_and_peers() -> None:
 
 def test_status_without_an_interval_sample_or_peers() -> None:
     quiet = status_json(
-        status="UNKNOWN", source="", last_sample_age_s=None, peers=[], consensus=None, sources=[]
+        status="UNKNOWN",
+        source="",
+        last_sample_age_s=None,
+        peers=[],
+        consensus=None,
+        sources=[],
+        sources_configured=0,
+        sources_reachable=0,
     )
     text = render_status(quiet)
     assert "Status        : UNKNOWN\n" in text
