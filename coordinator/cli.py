@@ -1,4 +1,5 @@
-"""`chronotick-node`: `start` runs a node; `status`, `peers` and `time` ask a running one.
+"""`chronotick-node`: `start` runs a node; `status`, `peers`, `time` and `report` ask a
+running one.
 
 Exit codes: 0 success, 1 the node could not be reached or failed, 2 bad flags or config.
 """
@@ -8,15 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 from typing import Any
 
 import grpc
 
+from chronotick import plotting
 from chronotick.daemon.cli import add_daemon_arguments
 from chronotick.daemon.config import ConfigError, load_file
 from chronotick.daemon.stopper import stop_on_signals
-from coordinator import protocol, scenarios
+from coordinator import history_report, protocol, scenarios, status_view
 from coordinator.config import DEFAULT_PORT, NodeConfig, build_node_config
 from coordinator.discovery import parse_host_port
 from coordinator.exchange import credentials_from_files, describe_rpc_error, open_channel
@@ -68,12 +72,18 @@ def parser() -> argparse.ArgumentParser:
         ("time", "the node's corrected time as an interval"),
         ("scenario", "run a scenario with the node's peers: simple, periodic or write"),
         ("commit", "commit timestamps across the node and its peers (TrueTime style)"),
+        ("report", "the node's recent offsets, σ and bound: a summary, and a plot"),
     ):
         query = sub.add_parser(name, help=text)
         if name == "scenario":
             query.add_argument("name", choices=scenarios.NAMES)
         if name == "commit":
             query.add_argument("--count", type=int, default=1, metavar="N")
+        if name == "report":
+            query.add_argument("--since", type=float, default=0.0, metavar="SECONDS",
+                               help="only the last SECONDS (default: all it keeps)")  # fmt: skip
+            query.add_argument("--plot", metavar="FILE.png",
+                               help="draw the offsets, ±σ and ±bound over time")  # fmt: skip
         query.add_argument("--connect", metavar="HOST:PORT", default=f"127.0.0.1:{DEFAULT_PORT}")
         query.add_argument("--json", action="store_true", help="one JSON object")
         query.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
@@ -96,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return _start(args)
     if args.command in ("scenario", "commit"):
         return _act(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo":
         from coordinator import demo as demo_module
 
@@ -214,6 +226,9 @@ def _query(args: argparse.Namespace) -> int:
         if args.command == "status":
             out = _status_dict(stub.GetStatus(pb.StatusRequest(protocol_version=version),
                                               timeout=args.timeout))  # fmt: skip
+            peers = _peers_dict(stub.ListPeers(pb.ListPeersRequest(protocol_version=version),
+                                               timeout=args.timeout))  # fmt: skip
+            out.update(peers=peers["peers"], consensus=peers["consensus"])
         elif args.command == "peers":
             out = _peers_dict(stub.ListPeers(pb.ListPeersRequest(protocol_version=version),
                                              timeout=args.timeout))  # fmt: skip
@@ -262,6 +277,25 @@ def _status_dict(reply: pb.StatusReply) -> dict[str, Any]:
         "peers_used": reply.peers_used,
         "uptime_s": round(reply.uptime_s, 3),
         "shm_name": reply.shm_name,
+        "last_sample_age_s": (
+            round(reply.last_sample_age_s, 3) if reply.HasField("last_sample_age_s") else None
+        ),
+        "poll_interval_s": reply.poll_interval_s,
+        "sources": [_source_dict(s) for s in reply.sources],
+    }
+
+
+def _source_dict(source: pb.SourceEntry) -> dict[str, Any]:
+    has = source.HasField("sample_age_s")
+    return {
+        "server": source.server,
+        "state": source.state,
+        "reach": source.reach,
+        "stratum": source.stratum,
+        "poll_interval_s": source.poll_interval_s,
+        "offset_ns": source.offset_ns if has else None,
+        "delay_ns": source.delay_ns if has else None,
+        "sample_age_s": round(source.sample_age_s, 3) if has else None,
     }
 
 
@@ -310,27 +344,82 @@ def _time_dict(reply: pb.TimeReply) -> dict[str, Any]:
 
 
 def _human(command: str, out: dict[str, Any]) -> str:
+    if command == "status":
+        return status_view.render_status(out)
     if command == "peers":
-        lines = [f"{'NODE':<20} {'STATE':<12} {'OFFSET ms':>12} {'σ ms':>9} {'RTT ms':>9} "
-                 f"{'AGE s':>7}  ADDRESS (VIA)"]  # fmt: skip
-        for p in out["peers"]:
-            lines.append(
-                f"{p['node_id']:<20} {p['state']:<12} {p['offset_ns'] / 1e6:>+12.3f} "
-                f"{p['sigma_ns'] / 1e6:>9.3f} {p['rtt_ns'] / 1e6:>9.3f} {p['age_s']:>7.1f}  "
-                f"{p['address']} ({p['discovered_by']})"
-            )
-        c = out["consensus"]
-        if c:
-            lines.append(
-                f"consensus of {c['peers_used']}: true − base clock {c['offset_ns'] / 1e6:+.3f} ms"
-                f" ± {c['bound_ns'] / 1e6:.3f} ms (σ {c['sigma_ns'] / 1e6:.3f} ms)"
-                + (f"; falsetickers: {', '.join(c['falsetickers'])}" if c["falsetickers"] else "")
-            )
-        else:
-            lines.append("no consensus (no usable peers, or no majority)")
-        return "\n".join(lines)
+        return status_view.render_peers(out)
     width = max(len(k) for k in out)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in out.items())
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Check every flag (and that a plot can be made and written) before asking the node:
+    a wrong path should not cost a round trip, nor a reachable node an unwritten file."""
+    connection = _connection(args)
+    if connection is None:
+        return 2
+    credentials, server_name = connection
+    since = args.since
+    if not (math.isfinite(since) and 0 <= since <= protocol.MAX_HISTORY_S):
+        print(f"{PROG}: --since must be between 0 and {protocol.MAX_HISTORY_S:.0f} s "
+              f"(0: all the node keeps), not {since}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.plot:
+        problem = _plot_path_problem(args.plot)
+        if problem is None:
+            try:
+                plotting.pyplot()
+            except plotting.PlotUnavailable as exc:
+                problem = str(exc)
+        if problem:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+            return 2
+    channel = open_channel(args.connect, credentials, server_name)
+    try:
+        reply = pb_grpc.PeerServiceStub(channel).GetHistory(
+            pb.HistoryRequest(protocol_version=protocol.PROTOCOL_VERSION, since_s=since),
+            timeout=args.timeout,
+        )
+    except grpc.RpcError as exc:
+        print(f"{PROG}: {args.connect}: {describe_rpc_error(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        channel.close()
+    history = history_report.history_dict(reply, since)
+    if args.plot:
+        try:
+            history_report.plot(args.plot, history)
+        except (OSError, ValueError) as exc:
+            print(f"{PROG}: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(history))
+    else:
+        print(history_report.render_summary(history))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+#: what matplotlib writes, by file name suffix
+_PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _plot_path_problem(path: str) -> str | None:
+    """Why `path` cannot take the plot, or None."""
+    if not path.lower().endswith(_PLOT_SUFFIXES):
+        return f"--plot {path}: the file name must end in {', '.join(_PLOT_SUFFIXES)}"
+    if os.path.isdir(path):
+        return f"--plot {path}: is a directory"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"--plot {path}: no directory {directory}"
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"--plot {path}: not writable"
+    return None
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chronotick.daemon.service import Daemon
 from chronotick.daemon.stopper import Stopper
+from chronotick.engine import SourceReport
 from chronotick.estimation.fusion import ExternalEstimate
+from chronotick.history import History
 from chronotick.model import ClockModel
 from chronotick.precise_sleep import from_realtime_ns, to_realtime_ns
 from coordinator import protocol
@@ -31,6 +33,7 @@ from coordinator.config import NodeConfig
 from coordinator.discovery import Discovery, Endpoint, parse_host_port
 from coordinator.exchange import ExchangeError, PeerClient
 from coordinator.metrics import node_families, read_node
+from coordinator.peer_events import PeerStateLog
 from coordinator.peer_table import ConsensusResult, Exchange, PeerEntry, PeerTable, StackBias
 from coordinator.proto.chronotick.v1 import agreement_pb2
 from coordinator.service import SERVICE_NAME, PeerService, add_to_server
@@ -69,6 +72,7 @@ class Node:
         self.table = PeerTable(config.peer_expiry_s, self.daemon.engine.drift_tolerance_ppb)
         self._lock = threading.Lock()
         self._peer_states: dict[str, _PeerState] = {}
+        self._peer_log = PeerStateLog()
         self.stack_bias = StackBias()
         self._addresses: dict[str, str] = {}
         self.stop_flag = Stopper()
@@ -113,6 +117,15 @@ class Node:
 
     def sources(self) -> tuple[int, int]:
         return len(self.daemon.addresses), self.daemon.engine.sources_reachable
+
+    def source_reports(self) -> list[SourceReport]:
+        return self.daemon.engine.source_reports()
+
+    def poll_interval_ns(self) -> int:
+        return self.daemon.engine.poll_interval_ns
+
+    def history(self) -> History:
+        return self.daemon.history
 
     def peer_snapshot(self) -> tuple[list[PeerEntry], ConsensusResult, dict[str, str]]:
         now = self.base_now_ns()
@@ -287,6 +300,9 @@ class Node:
                     node_id,
                     self.config.peer_expiry_s,
                 )
+        entries, result, _ = self.peer_snapshot()
+        for level, message in self._peer_log.update(result, entries):
+            log.log(level, message)
 
     def _dedupe(self, endpoints: list[Endpoint]) -> list[Endpoint]:
         """One endpoint per peer (zeroconf and a static entry may name the same node), none of

@@ -27,6 +27,12 @@ MIN_TIME_NS = 946_684_800 * 1_000_000_000
 MAX_TIME_NS = 7_258_118_400 * 1_000_000_000
 #: an estimate wider than this (1 day) is no estimate
 MAX_ERROR_NS = 86_400 * 1_000_000_000
+#: GetHistory: the furthest back a request may ask, and what one reply carries at most (the
+#: largest reply stays under the gRPC send limit; a unit test fills one to check)
+MAX_HISTORY_S = 86_400.0
+MAX_HISTORY_POINTS = 1500
+MAX_HISTORY_SAMPLES = 1000
+MAX_HISTORY_CHANGES = 64
 
 _STATUS_TO_WIRE: dict[ClockStatus, pb.ClockStatus] = {
     ClockStatus.UNKNOWN: pb.CLOCK_STATUS_UNKNOWN,
@@ -66,6 +72,17 @@ def check_exchange_request(request: pb.ExchangeRequest, cluster: str) -> None:
     if request.cluster != cluster:
         raise InvalidMessage(f"cluster {request.cluster!r} is not this node's ({cluster!r})")
     check_time("client_send_ns", request.client_send_ns)
+
+
+def check_history_request(request: pb.HistoryRequest) -> None:
+    check_version(request.protocol_version)
+    since = request.since_s
+    if not (math.isfinite(since) and 0.0 <= since <= MAX_HISTORY_S):
+        raise InvalidMessage(f"since_s {since} is not between 0 and {MAX_HISTORY_S:.0f} s")
+    if request.max_points > MAX_HISTORY_POINTS:
+        raise InvalidMessage(
+            f"max_points {request.max_points} exceeds {MAX_HISTORY_POINTS} (0: that many)"
+        )
 
 
 def estimate_to_wire(model: ClockModel, at_ns: int) -> pb.ClockEstimate:

@@ -17,7 +17,9 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from chronotick.model import ClockModel
+from chronotick.engine import SourceReport
+from chronotick.history import History
+from chronotick.model import NS_PER_S, ClockModel
 from coordinator import protocol
 from coordinator.peer_table import ConsensusResult, PeerEntry
 from coordinator.proto.chronotick.v1 import peer_pb2 as pb
@@ -41,6 +43,9 @@ class NodeView(Protocol):
     def own_model(self) -> ClockModel: ...
     def published_model(self) -> ClockModel: ...
     def sources(self) -> tuple[int, int]: ...
+    def source_reports(self) -> list[SourceReport]: ...
+    def poll_interval_ns(self) -> int: ...
+    def history(self) -> History: ...
     def peer_snapshot(self) -> tuple[list[PeerEntry], ConsensusResult, dict[str, str]]: ...
 
 
@@ -70,6 +75,11 @@ class PeerService(pb_grpc.PeerServiceServicer):
     def GetTime(self, request: pb.TimeRequest, context: grpc.ServicerContext) -> pb.TimeReply:
         return self._guard(context, request, self._time)
 
+    def GetHistory(
+        self, request: pb.HistoryRequest, context: grpc.ServicerContext
+    ) -> pb.HistoryReply:
+        return self._guard(context, request, lambda: self._history(request))
+
     # -- the work ----------------------------------------------------------------------------
 
     def _exchange(self, request: pb.ExchangeRequest, t2_ns: int) -> pb.ExchangeReply:
@@ -90,7 +100,7 @@ class PeerService(pb_grpc.PeerServiceServicer):
         now = node.base_now_ns()
         entries, result, _ = node.peer_snapshot()
         configured, reachable = node.sources()
-        return pb.StatusReply(
+        reply = pb.StatusReply(
             protocol_version=protocol.PROTOCOL_VERSION,
             node_id=node.node_id,
             cluster=node.cluster,
@@ -103,7 +113,25 @@ class PeerService(pb_grpc.PeerServiceServicer):
             peers_used=len(result.consensus.used) if result.consensus else 0,
             uptime_s=(time.monotonic_ns() - node.started_monotonic_ns) / 1e9,
             shm_name=node.shm_name,
+            poll_interval_s=node.poll_interval_ns() / NS_PER_S,
         )
+        own = node.own_model()
+        if own.last_sample_ns:
+            reply.last_sample_age_s = max(0.0, (now - own.last_sample_ns) / NS_PER_S)
+        for source in node.source_reports():
+            row = pb.SourceEntry(
+                server=source.name,
+                reach=source.reach,
+                state=source.state,
+                stratum=source.stratum,
+                poll_interval_s=source.poll_interval_ns / NS_PER_S,
+            )
+            if source.offset_ns is not None and source.sample_ns is not None:
+                row.offset_ns = source.offset_ns
+                row.delay_ns = source.delay_ns or 0
+                row.sample_age_s = max(0.0, (now - source.sample_ns) / NS_PER_S)
+            reply.sources.append(row)
+        return reply
 
     def _list_peers(self) -> pb.ListPeersReply:
         node = self.node
@@ -160,6 +188,62 @@ class PeerService(pb_grpc.PeerServiceServicer):
             reply.earliest_ns = corrected - bound
             reply.latest_ns = corrected + bound
             reply.sigma_ns = _finite_ns(model.sigma_at(now))
+        return reply
+
+    def _history(self, request: pb.HistoryRequest) -> pb.HistoryReply:
+        protocol.check_history_request(request)
+        node = self.node
+        history = node.history()
+        mono = time.monotonic_ns()
+        snapshot = history.snapshot(
+            mono,
+            request.since_s,
+            request.max_points or protocol.MAX_HISTORY_POINTS,
+            protocol.MAX_HISTORY_SAMPLES,
+        )
+        reply = pb.HistoryReply(
+            protocol_version=protocol.PROTOCOL_VERSION,
+            node_id=node.node_id,
+            base_time_ns=node.base_now_ns(),
+            kept_s=history.span_s,
+        )
+        for p in snapshot.points:
+            point = pb.HistoryPoint(
+                age_s=(mono - p.monotonic_ns) / NS_PER_S,
+                base_time_ns=p.base_ns,
+                offset_ns=p.offset_ns,
+                sigma_ns=_finite_ns(p.sigma_ns),
+                bound_ns=_finite_ns(p.bound_ns),
+                status=protocol.status_to_wire(p.status),
+                source=p.source[:32],
+            )
+            if p.consensus_offset_ns is not None:
+                point.consensus_offset_ns = p.consensus_offset_ns
+            reply.points.append(point)
+        servers: dict[str, int] = {}
+        for r in snapshot.samples:
+            index = servers.setdefault(r.server, len(servers))
+            reply.samples.append(
+                pb.HistorySample(
+                    age_s=(mono - r.monotonic_ns) / NS_PER_S,
+                    base_time_ns=r.base_ns,
+                    server=index,
+                    offset_ns=r.offset_ns,
+                    delay_ns=r.delay_ns,
+                    rejected=r.rejected[:24],
+                )
+            )
+        reply.servers.extend(servers)
+        for c in snapshot.changes[-protocol.MAX_HISTORY_CHANGES :]:
+            reply.status_changes.append(
+                pb.StatusChange(
+                    age_s=(mono - c.monotonic_ns) / NS_PER_S,
+                    base_time_ns=c.base_ns,
+                    old_status=protocol.status_to_wire(c.old),
+                    new_status=protocol.status_to_wire(c.new),
+                    reason=c.reason[:160],
+                )
+            )
         return reply
 
     # -- guard -------------------------------------------------------------------------------

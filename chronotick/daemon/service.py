@@ -22,6 +22,7 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.estimator import RegressionEstimator
 from chronotick.estimation.fusion import ExternalEstimate, fuse
+from chronotick.history import History
 from chronotick.metrics import MetricsEndpoint, daemon_families, format_address, read_daemon
 from chronotick.model import NS_PER_S, ClockModel
 from chronotick.ntp.poll import PollResult
@@ -72,6 +73,9 @@ class Daemon:
         #: the process's Prometheus endpoint; a node adds its own part before `run()`
         self.metrics = MetricsEndpoint()
         self.metrics.add("daemon", lambda: daemon_families(read_daemon(self)))
+        #: the recent past, for `chronotick-node report`: published points, samples, changes
+        self.history = History()
+        self.engine.sample_log = self.history.add_sample
 
     @property
     def metrics_port(self) -> int:
@@ -237,15 +241,27 @@ class Daemon:
         monotonic_ns = time.monotonic_ns()
         now_ns = self.clock.now_ns()
         after_ns = time.monotonic_ns()
-        model = self.engine.estimate(now_ns)
+        ntp_before = self.engine.model.status
+        ntp = model = self.engine.estimate(now_ns)
+        external = None
         if self.external is not None:
             try:
                 external = self.external(now_ns, model)
             except Exception:  # the peers are a bonus: their failure must not stop publishing
                 log.exception("the outside estimate failed; publishing the NTP model alone")
-                external = None
             model = fuse(model, external, now_ns, self.engine.drift_tolerance_ppb)
+        old = self.published.status
+        if model.status is not old:
+            if ntp.status is model.status and ntp_before is not ntp.status:
+                reason = self.engine.status_reason  # the engine has just said so
+            else:
+                reason = _fused_reason(ntp, external)
+                log.info("published status %s -> %s: %s", old.name, model.status.name, reason)
+            self.history.add_change(monotonic_ns, now_ns, old, model.status, reason)
         self.published = model
+        self.history.add_point(
+            monotonic_ns, now_ns, model, external.offset_ns if external is not None else None
+        )
         assert self.writer is not None
         self.writer.publish(
             model,
@@ -260,3 +276,13 @@ class Daemon:
             except Exception:  # our own segment is written; this one waits for the next tick
                 log.exception("writing the ClockBound segment failed")
         self.published_monotonic_ns = monotonic_ns
+
+
+def _fused_reason(ntp: ClockModel, external: ExternalEstimate | None) -> str:
+    """Why the published status differs from what the NTP model alone says."""
+    if external is None:
+        return f"no peer consensus; the NTP estimate is {ntp.status.name}"
+    plural = "s" if external.sources != 1 else ""
+    peers = f"the consensus of {external.sources} peer{plural} is "
+    peers += "synchronized" if external.synchronized else "free-running"
+    return f"the NTP estimate is {ntp.status.name}, {peers}"

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from chronotick import plotting
+from chronotick.display import columns
 from chronotick.sim import replay as replay_mod
 from chronotick.sim import runner, scenario
 from chronotick.sim.scoring import Series
@@ -28,30 +30,19 @@ COLUMNS = [
 
 
 def format_table(title: str, figures: Sequence[dict[str, Any]]) -> str:
-    cells = [[label for _key, label, _fmt in COLUMNS]]
-    for row in figures:
-        cells.append(
-            ["-" if row.get(key) is None else fmt.format(row[key]) for key, _label, fmt in COLUMNS]
-        )
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    lines = [title]
-    for r in cells:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                               enumerate(zip(r, widths, strict=True))))  # fmt: skip
-    return "\n".join(lines)
+    rows = [
+        ["-" if row.get(key) is None else fmt.format(row[key]) for key, _label, fmt in COLUMNS]
+        for row in figures
+    ]
+    return "\n".join([title, *columns([label for _key, label, _fmt in COLUMNS], rows)])
 
 
 def plot(path: str, title: str, series: dict[str, Series]) -> None:
-    """Error, ±σ and the bound over time, one panel per predictor with uncertainty."""
+    """Error, ±2σ and the bound over time, one panel per predictor with uncertainty."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit(
-            "chronotick-sim: --plot needs matplotlib: pip install 'chronotick[plot]'"
-        ) from None
+        plt = plotting.pyplot()
+    except plotting.PlotUnavailable as exc:
+        raise SystemExit(f"chronotick-sim: {exc}") from None
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(11, 5))
@@ -62,18 +53,20 @@ def plot(path: str, title: str, series: dict[str, Series]) -> None:
             continue
         ax.plot(t, err, lw=0.7, label=f"{name} error")
         if s.has_uncertainty:
-            sigma = np.asarray(s.sigma_ns) / 1e3
-            bound = np.asarray(s.bound_ns) / 1e3
-            ax.fill_between(t, -2 * sigma, 2 * sigma, alpha=0.25, label=f"{name} ±2σ")
-            ax.plot(t, bound, "k--", lw=0.6, label=f"{name} bound")
-            ax.plot(t, -bound, "k--", lw=0.6)
+            plotting.interval_bands(
+                ax,
+                t,
+                np.zeros_like(t),
+                np.asarray(s.sigma_ns) / 1e3,
+                np.asarray(s.bound_ns) / 1e3,
+                sigma_k=2.0,
+                label=name,
+            )
     ax.set_xlabel("hours")
     ax.set_ylabel("µs")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plotting.save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

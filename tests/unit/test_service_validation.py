@@ -26,6 +26,9 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chronotick.engine import SourceReport
+from chronotick.estimation.samples import Sample
+from chronotick.history import History
 from chronotick.model import ClockModel
 from chronotick.status import ClockStatus
 from coordinator import protocol
@@ -36,6 +39,7 @@ from coordinator.proto.chronotick.v1 import peer_pb2_grpc as pb_grpc
 from coordinator.service import NodeView, PeerService, add_to_server
 from tests.helpers.segments import model_at
 
+T0 = 1_760_000_000 * 1_000_000_000
 CLUSTER = "unit-cluster"
 NODE_ID = "unit-node"
 #: the node's own gRPC limit (node.py passes 4 × MAX_MESSAGE_BYTES to grpc.server)
@@ -51,6 +55,7 @@ METHODS: dict[str, Any] = {
     "GetStatus": pb.StatusRequest,
     "ListPeers": pb.ListPeersRequest,
     "GetTime": pb.TimeRequest,
+    "GetHistory": pb.HistoryRequest,
 }
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -70,9 +75,25 @@ class FakeNode:
     started_monotonic_ns: int = dataclasses.field(default_factory=time.monotonic_ns)
     model: ClockModel = dataclasses.field(default_factory=lambda: model_at(time.time_ns()))
     table: PeerTable = dataclasses.field(default_factory=lambda: PeerTable(60.0, 5000.0))
+    #: ten seconds of history: a point a second, a sample every 2 s (every third refused)
+    recent: History = dataclasses.field(default_factory=History)
 
     def __post_init__(self) -> None:
         now = time.time_ns()
+        mono = time.monotonic_ns()
+        for k in range(10, 0, -1):
+            at_mono, at = mono - k * 1_000_000_000, now - k * 1_000_000_000
+            self.recent.add_point(at_mono, at, self.model, consensus_offset_ns=-k)
+            if k % 2 == 0:
+                sample = Sample(at, 1_000 * k, 90_000, "ntp-a.example:123")
+                self.recent.add_sample(at_mono, sample, "outlier" if k % 3 == 0 else "")
+        self.recent.add_change(
+            mono - 10_000_000_000,
+            now - 10_000_000_000,
+            ClockStatus.UNKNOWN,
+            ClockStatus.SYNCHRONIZED,
+            "the model fits 4 samples",
+        )
         unusable = PeerClock(0, math.inf, 0, ClockStatus.UNKNOWN)
         self.table.update(
             Exchange(
@@ -92,6 +113,20 @@ class FakeNode:
 
     def sources(self) -> tuple[int, int]:
         return 2, 1
+
+    def source_reports(self) -> list[SourceReport]:
+        now = time.time_ns()
+        return [
+            SourceReport("ntp-a.example:123", 0o377, "used", 2, -3_000, 90_000, now - 2 * 10**9,
+                         64 * 10**9),
+            SourceReport("10.0.0.9:123", 0, "waiting", 0, None, None, None, 64 * 10**9),
+        ]  # fmt: skip
+
+    def poll_interval_ns(self) -> int:
+        return 64 * 10**9
+
+    def history(self) -> History:
+        return self.recent
 
     def peer_snapshot(self) -> tuple[list[PeerEntry], ConsensusResult, dict[str, str]]:
         return self.table.entries(), self.table.consensus(time.time_ns(), 0.0), {}
@@ -195,6 +230,15 @@ def test_status_peers_and_time_answer(stub: pb_grpc.PeerServiceStub) -> None:
     status = stub.GetStatus(pb.StatusRequest(protocol_version=v), timeout=DEADLINE_S)
     assert (status.node_id, status.cluster, status.peers_known) == (NODE_ID, CLUSTER, 1)
     assert (status.sources_configured, status.sources_reachable) == (2, 1)
+    assert status.poll_interval_s == 64.0
+    assert 0.7 <= status.last_sample_age_s < 5.0  # the fake model's newest sample: 0.7 s old
+    used, waiting = status.sources
+    assert (used.server, used.reach, used.state, used.stratum) == ("ntp-a.example:123", 255,
+                                                                   "used", 2)  # fmt: skip
+    assert (used.offset_ns, used.delay_ns, used.poll_interval_s) == (-3_000, 90_000, 64.0)
+    assert 1.5 <= used.sample_age_s < 5.0  # its sample: 2 s before the fake was asked
+    assert (waiting.state, waiting.reach) == ("waiting", 0)
+    assert not waiting.HasField("offset_ns") and not waiting.HasField("sample_age_s")
     peers = stub.ListPeers(pb.ListPeersRequest(protocol_version=v), timeout=DEADLINE_S)
     assert [(p.node_id, p.state) for p in peers.peers] == [("peer-1", "unusable")]
     assert peers.consensus.peers_used == 0
@@ -214,6 +258,7 @@ def test_unknown_protocol_version_is_invalid_argument_naming_it(
         (stub.GetStatus, pb.StatusRequest(protocol_version=version)),
         (stub.ListPeers, pb.ListPeersRequest(protocol_version=version)),
         (stub.GetTime, pb.TimeRequest(protocol_version=version)),
+        (stub.GetHistory, pb.HistoryRequest(protocol_version=version)),
     ]
     for method, request in requests:
         code, details = code_of(functools.partial(method, request, timeout=DEADLINE_S))
@@ -304,8 +349,99 @@ def test_require_identity_refuses_callers_without_a_certificate() -> None:
                 lambda: stub.GetTime(pb.TimeRequest(protocol_version=v), timeout=DEADLINE_S)
             )
             assert code is grpc.StatusCode.UNAUTHENTICATED
+            code, _ = code_of(
+                lambda: stub.GetHistory(pb.HistoryRequest(protocol_version=v), timeout=DEADLINE_S)
+            )
+            assert code is grpc.StatusCode.UNAUTHENTICATED
     finally:
         server.stop(grace=None)
+
+
+# -- history -----------------------------------------------------------------------------------
+
+
+def test_history_answers_points_samples_and_changes(
+    stub: pb_grpc.PeerServiceStub, node: FakeNode
+) -> None:
+    v = protocol.PROTOCOL_VERSION
+    reply = stub.GetHistory(pb.HistoryRequest(protocol_version=v), timeout=DEADLINE_S)
+    assert reply.node_id == NODE_ID and reply.kept_s == 3600.0
+    assert len(reply.points) == 10
+    ages = [p.age_s for p in reply.points]
+    assert ages == sorted(ages, reverse=True) and 9.0 < ages[0] < 15.0
+    first = reply.points[0]
+    assert first.offset_ns == node.model.offset_at(first.base_time_ns)
+    assert first.bound_ns == node.model.bound_at(first.base_time_ns)
+    assert first.status == pb.CLOCK_STATUS_SYNCHRONIZED and first.consensus_offset_ns == -10
+    assert list(reply.servers) == ["ntp-a.example:123"]
+    assert [(s.server, s.offset_ns, s.rejected) for s in reply.samples] == [
+        (0, 10_000, ""), (0, 8_000, ""), (0, 6_000, "outlier"), (0, 4_000, ""), (0, 2_000, "")
+    ]  # fmt: skip
+    (change,) = reply.status_changes
+    assert (change.old_status, change.new_status, change.reason) == (
+        pb.CLOCK_STATUS_UNKNOWN,
+        pb.CLOCK_STATUS_SYNCHRONIZED,
+        "the model fits 4 samples",
+    )
+    # the last 4.5 s, at most 3 points: the newest four, thinned to both ends and the middle
+    recent = stub.GetHistory(pb.HistoryRequest(protocol_version=v, since_s=4.5, max_points=3),
+                             timeout=DEADLINE_S)  # fmt: skip
+    assert [round(p.age_s) for p in recent.points] in ([4, 2, 1], [4, 3, 1])
+    assert [s.offset_ns for s in recent.samples] == [4_000, 2_000]
+    assert not recent.status_changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"since_s": -1.0}, "since_s -1.0 is not between 0 and 86400 s"),
+        ({"since_s": math.nan}, "since_s nan"),
+        ({"since_s": math.inf}, "since_s inf"),
+        ({"since_s": 86_401.0}, "since_s 86401.0"),
+        ({"max_points": protocol.MAX_HISTORY_POINTS + 1}, "max_points 1501 exceeds 1500"),
+    ],
+)
+def test_bad_history_requests_are_invalid_argument(
+    stub: pb_grpc.PeerServiceStub, changes: dict[str, Any], named: str
+) -> None:
+    request = pb.HistoryRequest(protocol_version=protocol.PROTOCOL_VERSION, **changes)
+    code, details = code_of(lambda: stub.GetHistory(request, timeout=DEADLINE_S))
+    assert code is INVALID
+    assert named in details
+
+
+def test_the_fullest_history_reply_fits_the_grpc_limit() -> None:
+    """An hour of history with every field at its widest (long names and reasons, offsets
+    and bounds at the protocol's limits) still goes out in one reply: the reply limits are
+    what keep it under the server's send limit, and this fills them."""
+    huge = protocol.MAX_ERROR_NS
+    model = model_at(T0, offset_ns=-huge, sigma_ns=float(huge), bound_ns=huge, source="s" * 200)
+    history = History()
+    servers = [f"{k}-{'n' * 60}.example:123" for k in range(16)]
+    mono0 = time.monotonic_ns() - 3590 * 10**9
+    for k in range(3590):
+        mono, at = mono0 + k * 10**9, T0 + k * 10**9
+        history.add_point(mono, at, model, consensus_offset_ns=-huge)
+        sample = Sample(at, -huge, huge, servers[k % 16])
+        history.add_sample(mono, sample, "r" * 100)
+        if k % 10 == 0:
+            history.add_change(mono, at, ClockStatus.SYNCHRONIZED, ClockStatus.FREE_RUNNING,
+                               "x" * 1000)  # fmt: skip
+    server, port = _start_server(FakeNode(recent=history), require_identity=False)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
+            reply = pb_grpc.PeerServiceStub(chan).GetHistory(
+                pb.HistoryRequest(protocol_version=protocol.PROTOCOL_VERSION),
+                timeout=DEADLINE_S,
+            )
+    finally:
+        server.stop(grace=None)
+    assert len(reply.points) == protocol.MAX_HISTORY_POINTS
+    assert len(reply.samples) == protocol.MAX_HISTORY_SAMPLES
+    assert len(reply.status_changes) == protocol.MAX_HISTORY_CHANGES
+    size = reply.ByteSize()
+    print(f"fullest history reply: {size} bytes of {GRPC_LIMIT}")
+    assert size < GRPC_LIMIT
 
 
 # -- fuzzing -----------------------------------------------------------------------------------
@@ -333,6 +469,12 @@ any_request = st.one_of(
     st.builds(pb.StatusRequest, protocol_version=any_version),
     st.builds(pb.ListPeersRequest, protocol_version=any_version),
     st.builds(pb.TimeRequest, protocol_version=any_version),
+    st.builds(
+        pb.HistoryRequest,
+        protocol_version=any_version,
+        since_s=st.one_of(st.floats(), st.sampled_from([0.0, 5.0, protocol.MAX_HISTORY_S])),
+        max_points=st.one_of(st.integers(*UINT32), st.integers(0, protocol.MAX_HISTORY_POINTS)),
+    ),
 )
 FUZZ = settings(
     max_examples=150,
@@ -360,6 +502,8 @@ def test_fuzzed_requests_get_ok_or_invalid_argument(
         protocol.check_version(request.protocol_version)
         if isinstance(request, pb.ExchangeRequest):
             protocol.check_exchange_request(request, CLUSTER)
+        if isinstance(request, pb.HistoryRequest):
+            protocol.check_history_request(request)
     except protocol.InvalidMessage as exc:
         assert (code, details) == (INVALID, str(exc))
     else:

@@ -56,6 +56,11 @@ class PeerServiceStub:
                 request_serializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeRequest.SerializeToString,
                 response_deserializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeReply.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/chronotick.v1.PeerService/GetHistory',
+                request_serializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryReply.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -94,6 +99,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistory(self, request, context):
+        """What the node's clock did recently (an hour, kept in memory): its published offset, σ
+        and bound about once a second, its NTP samples with their verdicts, its status changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.GetTime,
                     request_deserializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeRequest.FromString,
                     response_serializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeReply.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryRequest.FromString,
+                    response_serializer=coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +246,33 @@ class PeerService:
             '/chronotick.v1.PeerService/GetTime',
             coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeRequest.SerializeToString,
             coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.TimeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronotick.v1.PeerService/GetHistory',
+            coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryRequest.SerializeToString,
+            coordinator_dot_proto_dot_chronotick_dot_v1_dot_peer__pb2.HistoryReply.FromString,
             options,
             channel_credentials,
             insecure,
