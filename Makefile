@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 60
 APT_PACKAGES := chrony faketime ntpsec-ntpdig iproute2 systemd prometheus
 
-.PHONY: demo demo-host test lint typecheck protos system-packages venv clean
+.PHONY: demo demo-host test lint typecheck protos docs system-packages venv clean
 
 # clockbound: the third-party ClockBound client the tests read our ClockBound segment with; it
 # declares Python >= 3.13 but runs on 3.11 (pyproject.toml says why it is not in the extras).
@@ -48,8 +48,14 @@ test: system-packages $(STAMP) lint typecheck
 protos: $(STAMP)
 	$(PY) -m coordinator.proto.generate
 
+# Rewrite the generated parts of the docs (config reference, ...) from the code (the check in
+# `lint` fails when they are stale).
+docs: $(STAMP)
+	$(PY) -m coordinator.reference
+
 lint: $(STAMP)
 	$(PY) -m coordinator.proto.generate --check
+	$(PY) -m coordinator.reference --check
 	$(VENV)/bin/ruff check chronotick coordinator tests benchmarks examples
 	$(VENV)/bin/ruff format --check chronotick coordinator tests benchmarks examples
 

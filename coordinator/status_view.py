@@ -26,7 +26,7 @@ def render_status(out: dict[str, Any]) -> str:
         ("Poll interval", format_seconds(out.get("poll_interval_s"))),
         ("Sources", f"{out['sources_reachable']} of {out['sources_configured']} reachable"),
         ("Peers", f"{out['peers_used']} of {out['peers_known']} used"),
-        ("Shared memory", f"/dev/shm/{out['shm_name']}"),
+        ("Segment", out["shm_name"]),
     ]  # fmt: skip
     width = max(len(k) for k, _ in header)
     lines = [f"{k:<{width}} : {v}" for k, v in header]

@@ -99,7 +99,7 @@ def test_status_table_has_the_header_sources_and_peers() -> None:
         "Poll interval": "1m04s",
         "Sources": "1 of 2 reachable",
         "Peers": "1 of 2 used",
-        "Shared memory": "/dev/shm/chronotick-n1",
+        "Segment": "chronotick-n1",
     }
     assert len({line.index(" : ") for line in lines[: lines.index("")]}) == 1  # aligned
     sources = lines[lines.index("") + 1 : lines.index("") + 4]
