@@ -10,6 +10,7 @@ from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PAT
 from chronotick.daemon.config import LOG_LEVELS, ConfigError, DaemonConfig, build_config, load_file
 from chronotick.daemon.service import Daemon
 from chronotick.daemon.stopper import Stopper, stop_on_signals
+from chronotick.estimation.predictor import DEFAULT_PREDICTOR, PREDICTOR_NAMES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +51,20 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also write an AWS ClockBound segment (layout 2) for ClockBound clients; "
         f"they read {CLOCKBOUND_DEFAULT_PATH} (docs/clockbound.md)",
+    )
+    p.add_argument(
+        "--predictor",
+        choices=PREDICTOR_NAMES,
+        dest="predictor",
+        help=f"what the published model comes from (default {DEFAULT_PREDICTOR}; "
+        "docs/benchmarks.md compares them)",
+    )
+    p.add_argument(
+        "--temperature-sensor",
+        dest="temperature_sensor",
+        metavar="PATH",
+        help="sysfs temperature file the forecasters learn from (default: the CPU package "
+        "sensor, when the host has one)",
     )
     p.add_argument(
         "--metrics-address",

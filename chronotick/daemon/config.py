@@ -18,6 +18,7 @@ from typing import Any
 from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PATH
 from chronotick.clocks import NS_PER_S, SimulatedClockParams
 from chronotick.estimation.estimator import EstimatorConfig
+from chronotick.estimation.predictor import DEFAULT_PREDICTOR, PREDICTOR_NAMES
 from chronotick.ntp.poll import PollPolicy
 from chronotick.ntp.query import ServerAddress
 from chronotick.shm import default_name, validate_name
@@ -60,6 +61,12 @@ class DaemonConfig:
     clockbound_path: str = ""
     #: HOST:PORT of the Prometheus endpoint (port 0: any free port); empty: no endpoint
     metrics_address: str = ""
+    #: what the published model comes from: regression, ml or fused (docs/benchmarks.md,
+    #: "Forecasters", says where each stands)
+    predictor: str = DEFAULT_PREDICTOR
+    #: the sysfs file of the temperature the forecasters learn from (millidegrees C); empty:
+    #: the CPU package sensor, found by itself
+    temperature_sensor: str = ""
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -112,6 +119,14 @@ class DaemonConfig:
                     "which a simulated_clock daemon does not measure"
                 )
         self.metrics_listen()
+        if self.predictor not in PREDICTOR_NAMES:
+            raise ConfigError(
+                f"predictor must be one of {', '.join(PREDICTOR_NAMES)}, not {self.predictor!r}"
+            )
+        if self.temperature_sensor and not os.path.isabs(self.temperature_sensor):
+            raise ConfigError(
+                f"temperature_sensor {self.temperature_sensor!r}: must be an absolute path"
+            )
 
     @property
     def segment_name(self) -> str:

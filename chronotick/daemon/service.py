@@ -13,15 +13,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from chronotick.clockbound_segment import ClockBoundWriter, coarse_monotonic_ns
 from chronotick.clocks import Clock, SimulatedClock, SystemClock
 from chronotick.daemon.config import DaemonConfig
+from chronotick.daemon.sensors import HostSensors
 from chronotick.daemon.stopper import Stopper
 from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
-from chronotick.estimation.estimator import RegressionEstimator
+from chronotick.estimation.forecast.covariates import CovariateReading
+from chronotick.estimation.forecast.fused import Trained
+from chronotick.estimation.forecast.training import ThreadTraining
 from chronotick.estimation.fusion import ExternalEstimate, fuse
+from chronotick.estimation.predictor import make_predictor
 from chronotick.history import History
 from chronotick.metrics import MetricsEndpoint, daemon_families, format_address, read_daemon
 from chronotick.model import NS_PER_S, ClockModel
@@ -33,6 +38,8 @@ log = logging.getLogger("chronotick.daemon")
 
 #: realtime and monotonic read further apart than this are read again
 _READ_GAP_NS = 100_000
+#: how often the host's temperature and load are read for the forecasters
+SENSOR_INTERVAL_NS = 5 * NS_PER_S
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +56,20 @@ class Daemon:
             clock = SimulatedClock(self.clock_params) if self.clock_params else SystemClock()
         self.clock = clock
         self.addresses = {str(a): a for a in (ServerAddress.parse(s) for s in config.servers)}
+        #: forecasters train on a worker thread, so publishing never waits for them
+        self.training: ThreadTraining[Trained] | None = None
+        self.sensors: HostSensors | None = None
+        if config.predictor != "regression":
+            self.training = ThreadTraining()
+            sensor = config.temperature_sensor
+            self.sensors = HostSensors(temperature_path=Path(sensor) if sensor else None)
+            log.info("predictor %s; conditions: %s", config.predictor, self.sensors.description)
+        self._next_sensor_read_ns = 0
+        predictor = make_predictor(config.predictor, config.estimator_config(), self.training)
         self.engine = SyncEngine(
             list(self.addresses),
             config.poll_policy(),
-            RegressionEstimator(config.estimator_config()),
+            predictor,
             drift_tolerance_ppb=config.drift_tolerance_ppm * 1000.0,
             initial_realtime_ns=self.clock.now_ns(),
         )
@@ -141,6 +158,8 @@ class Daemon:
                     self.clockbound.close()
                     log.info("ClockBound segment %s marked UNKNOWN", cfg.clockbound_path)
             finally:
+                if self.training is not None:
+                    self.training.close()
                 self.metrics.stop()
                 self.writer.close()
                 if own_stopper:
@@ -185,10 +204,22 @@ class Daemon:
             except queue.Empty:
                 break
             engine.take(finished.result, finished.started_epoch, readings.monotonic_ns)
+        self._read_sensors(readings)
         engine.process_pending(readings.monotonic_ns)
         for name in engine.due(readings.monotonic_ns):
             self._start_poll(name, engine.epoch)
         self._publish()
+
+    def _read_sensors(self, readings: ClockReadings) -> None:
+        """The host's conditions, every few seconds, for a predictor that learns from them."""
+        observe = getattr(self.engine.predictor, "observe_covariates", None)
+        if self.sensors is None or observe is None:
+            return
+        if readings.monotonic_ns < self._next_sensor_read_ns:
+            return
+        self._next_sensor_read_ns = readings.monotonic_ns + SENSOR_INTERVAL_NS
+        reading: CovariateReading = self.sensors.read(readings.realtime_ns)
+        observe(reading)
 
     def _read_clocks(self) -> ClockReadings:
         """The four clocks as nearly at one instant as Python allows.

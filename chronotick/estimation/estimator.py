@@ -124,6 +124,8 @@ class RegressionEstimator:
         self._tail = 1.0
         #: recent noise scales s² of the line of 8 samples: the noise estimate of the tail
         self._short_noise: collections.deque[float] = collections.deque(maxlen=16)
+        #: values that change only when a sample is taken (cleared by `add` and `reset`)
+        self._memo: dict[str, float] = {}
 
     @property
     def samples(self) -> tuple[Sample, ...]:
@@ -131,6 +133,7 @@ class RegressionEstimator:
 
     def reset(self, disrupted: bool = True) -> None:
         """Forget every sample: the clock stepped or slept and old samples no longer apply."""
+        self._memo.clear()
         self._samples.clear()
         self._delays.clear()
         self._fits = {}
@@ -146,6 +149,13 @@ class RegressionEstimator:
     # -- the window in use and its calibration -----------------------------------------------
 
     def _chosen_window(self) -> int:
+        """`_choose_window`, computed once per change of the samples (publishing asks for it
+        at every estimate)."""
+        if "window" not in self._memo:
+            self._memo["window"] = self._choose_window()
+        return int(self._memo["window"])
+
+    def _choose_window(self) -> int:
         """The largest window, unless a smaller one predicted the recent samples significantly
         better (paired over the same samples, by more than twice the standard error): a small
         window must clearly earn its extra noise."""
@@ -193,6 +203,12 @@ class RegressionEstimator:
         return max(student, (mean_err - mean_noise) / mean_line)
 
     def _sigma_inflation(self, window: int) -> float:
+        key = f"sigma_inflation_{window}"
+        if key not in self._memo:
+            self._memo[key] = self._compute_sigma_inflation(window)
+        return self._memo[key]
+
+    def _compute_sigma_inflation(self, window: int) -> float:
         """The factor on the line's variance inside σ (≥ 1): `_inflation`, with the errors
         compared per unit weight.
 
@@ -221,6 +237,12 @@ class RegressionEstimator:
 
     def add(self, sample: Sample) -> Verdict:
         """Take a measurement, or reject it as an outlier against the current line."""
+        try:
+            return self._add(sample)
+        finally:
+            self._memo.clear()
+
+    def _add(self, sample: Sample) -> Verdict:
         if any(s.local_ns == sample.local_ns and s.source == sample.source for s in self._samples):
             return Verdict(False, "duplicate")
         if (
@@ -254,6 +276,7 @@ class RegressionEstimator:
                 self._delays.clear()
                 for scores in self._scores.values():
                     scores.clear()
+                self._memo.clear()
             elif sample.local_ns > self._samples[-1].local_ns:
                 self._score_windows(sample, x)
                 since_s = (sample.local_ns - self._samples[-1].local_ns) / NS_PER_S
@@ -285,6 +308,7 @@ class RegressionEstimator:
 
     def _score_windows(self, sample: Sample, x: float) -> None:
         """Each window's line predicted this sample before seeing it: remember how well."""
+        self._memo.clear()
         noise_var = self._variance_ns2(sample)
         for window, fit in self._fits.items():
             error = sample.offset_ns - fit.predict_ns(x)
@@ -304,14 +328,26 @@ class RegressionEstimator:
         is used (a noisy noise estimate would blunt the tail factor: an error looks covered
         whenever its noise estimate happens to be high). It never exceeds the 16-sample s².
         """
-        longer = self._fits[min((w for w in self._fits if w >= 16), default=max(self._fits))]
         short = self._fits.get(8)
         if short is not None and short.n >= 8:
             self._short_noise.append(short.noise_scale2)
+        return self._current_noise_scale2()
+
+    def _current_noise_scale2(self) -> float:
+        longer = self._fits[min((w for w in self._fits if w >= 16), default=max(self._fits))]
         if len(self._short_noise) < 8:
             return longer.noise_scale2
         ordered = sorted(self._short_noise)
         return min(longer.noise_scale2, ordered[len(ordered) // 2])
+
+    def sample_variance_ns2(self, sample: Sample) -> tuple[float, float]:
+        """(relative variance used to weight the sample, estimated noise variance ns² of its
+        offset) as this estimator sees them now; what a forecaster fitting the same samples
+        weights them by, and what its calibration takes out of its errors."""
+        relative = self._variance_ns2(sample)
+        if not self._fits:
+            return relative, relative
+        return relative, self._current_noise_scale2() * relative
 
     def _source_delays(self, source: str) -> tuple[int, float]:
         """(minimum delay, hidden queueing) of a source, computed once per window content.
@@ -336,6 +372,7 @@ class RegressionEstimator:
         return float(floor) ** 2 + hidden**2 + (excess / 2.0) ** 2
 
     def _refit(self) -> None:
+        self._memo.clear()
         samples = list(self._samples)
         origin = samples[-1].local_ns
         x = np.array([(s.local_ns - origin) / NS_PER_S for s in samples])

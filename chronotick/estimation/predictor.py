@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from chronotick.estimation.estimator import Verdict
+from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator, Verdict
 from chronotick.estimation.samples import Sample
 from chronotick.model import ClockModel
+
+if TYPE_CHECKING:
+    from chronotick.estimation.forecast.fused import Training
 
 
 class Predictor(Protocol):
@@ -20,3 +23,26 @@ class Predictor(Protocol):
     def reset(self, disrupted: bool = True) -> None: ...
 
     def estimate(self, now_ns: int, fresh_for_ns: int) -> ClockModel: ...
+
+
+#: the predictors a daemon can publish from (`--predictor`); the simulator adds its baselines
+PREDICTOR_NAMES = ("regression", "ml", "fused")
+#: what the daemon runs unless told otherwise; `fused` takes over once it meets every target
+#: of docs/benchmarks.md ("Forecasters")
+DEFAULT_PREDICTOR = "regression"
+
+
+def make_predictor(
+    name: str, config: EstimatorConfig, training: Training | None = None
+) -> Predictor:
+    """A predictor by name. `ml`: the forecasters alone once they have earned it (the
+    regression until then); `fused`: regression and forecasters weighted by their errors."""
+    if name == "regression":
+        return RegressionEstimator(config)
+    if name in ("ml", "fused"):
+        from chronotick.estimation.forecast.fused import FusedPredictor
+
+        return FusedPredictor(
+            RegressionEstimator(config), training=training, forecasters_only=name == "ml"
+        )
+    raise ValueError(f"unknown predictor {name!r}; known: {', '.join(PREDICTOR_NAMES)}")

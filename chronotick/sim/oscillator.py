@@ -81,3 +81,7 @@ class Oscillator:
 
     def frequency_at_ppm(self, true_ns: int) -> float:
         return float(self.frequency_ppm[min(true_ns // NS_PER_S, len(self.frequency_ppm) - 1)])
+
+    def temperature_at_c(self, true_ns: int) -> float:
+        """The temperature at true time `true_ns`, as the host's sensor reports it."""
+        return float(self.temperature_c[min(true_ns // NS_PER_S, len(self.temperature_c) - 1)])

@@ -20,7 +20,9 @@ from chronotick.disruption import ClockReadings
 from chronotick.engine import SyncEngine
 from chronotick.estimation.baselines import HoldLast, TwoPoint, Uncorrected
 from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator
-from chronotick.estimation.predictor import Predictor
+from chronotick.estimation.forecast.covariates import CovariateReading
+from chronotick.estimation.forecast.fused import FusedPredictor
+from chronotick.estimation.predictor import Predictor, make_predictor
 from chronotick.ntp.poll import PollPolicy, PollResult
 from chronotick.sim.network import SimulatedServer
 from chronotick.sim.oscillator import Oscillator
@@ -36,6 +38,8 @@ PREDICTORS: dict[str, Callable[[Scenario], Predictor]] = {
     "hold_last": lambda s: HoldLast(),
     "two_point": lambda s: TwoPoint(),
     "regression": lambda s: RegressionEstimator(_estimator_config(s)),
+    "ml": lambda s: make_predictor("ml", _estimator_config(s)),
+    "fused": lambda s: make_predictor("fused", _estimator_config(s)),
 }
 #: the predictor that drives the node (its verdicts steer polling); the others observe
 DRIVER = "regression"
@@ -67,6 +71,8 @@ class RunResult:
     oscillator: Oscillator
     rejected: dict[str, int]
     polls: int
+    #: the predictors as the run left them (what the forecasters learnt can be read off them)
+    predictors: dict[str, Predictor] = dataclasses.field(default_factory=dict)
 
 
 def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
@@ -95,6 +101,7 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
         n: Series(n, (driver if n == DRIVER else observers[n]).has_uncertainty) for n in names
     }
 
+    sensing = [p for p in (driver, *observers.values()) if isinstance(p, FusedPredictor)]
     # (true time of delivery, sequence, result, the engine's epoch when the poll started)
     deliveries: list[tuple[int, int, PollResult, int]] = []
     sequence = 0
@@ -114,6 +121,10 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
             # events, and against it realtime moves by the oscillator's rate (within the
             # detector's allowance) and by the steps.
             engine.observe_clocks(ClockReadings(local, raw, raw, t))
+            if sensing:
+                reading = CovariateReading(local, temperature_c=oscillator.temperature_at_c(t))
+                for predictor in sensing:
+                    predictor.observe_covariates(reading)
             while deliveries and deliveries[0][0] <= t:
                 _done, _seq, result, started_epoch = heapq.heappop(deliveries)
                 engine.take(result, started_epoch, t)
@@ -141,7 +152,8 @@ def run(scenario: Scenario, predictors: list[str] | None = None) -> RunResult:
     finally:
         quiet.setLevel(level)
     figures = [summarize(scenario.name, series[n]) for n in names]
-    return RunResult(scenario, series, figures, oscillator, dict(engine.rejected), polls)
+    used = {n: driver if n == DRIVER else observers[n] for n in names}
+    return RunResult(scenario, series, figures, oscillator, dict(engine.rejected), polls, used)
 
 
 def _score(

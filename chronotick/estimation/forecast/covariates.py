@@ -86,24 +86,35 @@ class CovariateHistory:
         """Per covariate: whether any kept cell has a value."""
         return tuple(any(c[2][k] for c in self._cells) for k in range(len(NAMES)))
 
-    def grid(self) -> tuple[list[int], list[list[float | None]]]:
-        """(cell start times in ns, per covariate the cell means with gaps carried forward;
-        None before its first reading)."""
-        starts = []
+    def grid(self, since_ns: int | None = None) -> tuple[list[int], list[list[float | None]]]:
+        """(cell start times in ns, per covariate the cell means, a gap carrying the value
+        before it forward; None before a covariate's first reading).
+
+        Each cell's values hold until the next cell starts (conditions hold until told
+        otherwise). `since_ns`: only the cells that still held at that instant and after.
+        """
+        cells = list(self._cells)
+        if since_ns is not None:
+            first = len(cells) - 1
+            while first > 0 and cells[first][0] * self.cell_ns > since_ns:
+                first -= 1
+            cells = cells[max(first, 0) :]
+        starts = [index * self.cell_ns for index, _s, _c in cells]
         series: list[list[float | None]] = [[] for _ in NAMES]
         last: list[float | None] = [None] * len(NAMES)
-        expected = None
-        for index, sums, counts in self._cells:
-            # cells nobody read in between: conditions held
-            while expected is not None and expected < index:
-                starts.append(expected * self.cell_ns)
-                for k in range(len(NAMES)):
-                    series[k].append(last[k])
-                expected += 1
-            starts.append(index * self.cell_ns)
+        for _index, sums, counts in cells:
             for k in range(len(NAMES)):
                 if counts[k]:
                     last[k] = sums[k] / counts[k]
                 series[k].append(last[k])
-            expected = index + 1
         return starts, series
+
+    def copy(self) -> CovariateHistory:
+        """An independent copy (a training job on another thread reads it while new readings
+        arrive)."""
+        other = CovariateHistory.__new__(CovariateHistory)
+        other.cell_ns = self.cell_ns
+        other._cells = collections.deque(
+            ((i, list(s), list(c)) for i, s, c in self._cells), maxlen=self._cells.maxlen
+        )
+        return other

@@ -1,0 +1,387 @@
+"""The regression and the forecasters, fused and calibrated: the `fused` and `ml` predictors.
+
+Each member predicts every new measurement before it learns from it; those out-of-sample
+errors are all that decides how much a member counts. A member's weight is the inverse of its
+own variance at the instant of publication, scaled by how far its recent errors exceeded
+what that variance promised, so a forecaster that stops predicting well fades out by itself,
+and one that has not yet predicted enough measurements counts for nothing. The regression
+always takes part: it is the estimate every forecaster must beat, and what is published when
+they diverge from it, fail, or are too slow.
+
+Calibration: the fused σ is scaled, up or down, so that ±1.96σ covers 95 % of the recent
+out-of-sample errors once each sample's own noise is taken out (split-conformal on a sliding
+window). The bound keeps the regression's worst-case form and is only widened, by as much as
+the fused centre departs from the regression's, so it holds whenever the regression's does.
+
+Pure, apart from `Training` strategies: the forecasters train synchronously in the simulator
+and on a worker thread in the daemon (`chronotick.estimation.forecast.training`), and the
+publishing path only evaluates the newest snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+from chronotick.estimation.estimator import RegressionEstimator, Verdict
+from chronotick.estimation.forecast.covariates import CovariateHistory, CovariateReading
+from chronotick.estimation.forecast.response import ResponseFit, ResponseTrainer
+from chronotick.estimation.forecast.training import InlineTraining
+from chronotick.estimation.samples import Sample
+from chronotick.model import ClockModel
+
+log = logging.getLogger(__name__)
+
+_Z95 = 1.96
+#: a predictor's frequency beyond this is not a quartz clock's (chrony's maxdrift)
+MAX_DRIFT_PPB = 500_000.0
+#: the members: the regression, and the response to the conditions (with the regression of
+#: what it leaves unexplained)
+MEMBERS = ("regression", "response")
+#: fresh_for long enough that the regression's own status does not matter when scoring
+_SCORING_FRESH_NS = 10**18
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionConfig:
+    #: out-of-sample errors remembered per member, and needed before a forecaster counts
+    score_depth: int = 32
+    min_scores: int = 8
+    #: errors remembered for the calibration of σ, and needed before it acts
+    calibration_depth: int = 64
+    min_calibration: int = 16
+    #: the calibration may narrow σ to this share at most, and widen it this much at most
+    min_scale: float = 0.5
+    max_scale: float = 10.0
+    #: accepted samples kept for the forecasters
+    max_history: int = 512
+    #: the forecasters are retrained after this many accepted samples
+    retrain_every: int = 4
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.min_scores <= self.score_depth):
+            raise ValueError("need 2 <= min_scores <= score_depth")
+        if not (4 <= self.min_calibration <= self.calibration_depth):
+            raise ValueError("need 4 <= min_calibration <= calibration_depth")
+        if self.retrain_every < 1:
+            raise ValueError("retrain_every must be >= 1")
+        if not (0 < self.min_scale <= 1.0 <= self.max_scale):
+            raise ValueError("need 0 < min_scale <= 1 <= max_scale")
+
+
+#: a training result: the response and the regression of what it leaves unexplained
+Trained = tuple[ResponseFit, RegressionEstimator] | None
+
+
+class Training(Protocol):
+    """Runs a training job and hands its result to `done` (see `training`)."""
+
+    def submit(self, job: Callable[[], Trained], done: Callable[[Trained], None]) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ErrorScores:
+    """Recent out-of-sample errors of one predictor against the variance it promised."""
+
+    def __init__(self, depth: int) -> None:
+        #: (error², promised variance, the sample's own noise variance)
+        self.points: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=depth)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def add(self, error_ns: float, variance_ns2: float, noise_ns2: float) -> None:
+        self.points.append((error_ns * error_ns, max(variance_ns2, 1.0), noise_ns2))
+
+    def clear(self) -> None:
+        self.points.clear()
+
+    def excess_ratio(self) -> float:
+        """How far the errors, less the samples' noise, exceeded the promised variance
+        (1: as promised); not below 1/64, so one lucky stretch cannot make a member dominate."""
+        errors = sum(e for e, _v, _n in self.points)
+        noise = sum(n for _e, _v, n in self.points)
+        promised = sum(v for _e, v, _n in self.points)
+        return max(1.0 / 64.0, (errors - noise) / promised)
+
+    def coverage_scale(self, coverage: float, low: float, high: float) -> float:
+        """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + noise²) holds
+        `coverage` of the recorded errors."""
+
+        def covered(c: float) -> float:
+            inside = sum(1 for e2, v, n2 in self.points if e2 <= _Z95**2 * (c * c * v + n2))
+            return inside / len(self.points)
+
+        if covered(low) >= coverage:
+            return low
+        if covered(high) < coverage:
+            return high
+        for _ in range(24):
+            mid = (low + high) / 2
+            if covered(mid) >= coverage:
+                high = mid
+            else:
+                low = mid
+        return high
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One member's prediction at an instant."""
+
+    name: str
+    offset_ns: float
+    variance_ns2: float
+    drift_ppb: float
+
+
+class FusedPredictor:
+    """`fused`: regression and forecasters weighted by their out-of-sample errors.
+    `ml` (`forecasters_only=True`): the forecasters alone once they have earned it, the
+    regression until then and whenever they diverge."""
+
+    has_uncertainty = True
+
+    def __init__(
+        self,
+        regression: RegressionEstimator,
+        trainer: ResponseTrainer | None = None,
+        config: FusionConfig | None = None,
+        training: Training | None = None,
+        *,
+        forecasters_only: bool = False,
+    ) -> None:
+        self.regression = regression
+        self.trainer = trainer or ResponseTrainer()
+        self.config = config or FusionConfig()
+        self.training: Training = training or InlineTraining()
+        self.forecasters_only = forecasters_only
+        cfg = self.config
+        self.covariates = CovariateHistory()
+        self._history: collections.deque[tuple[Sample, float]] = collections.deque(
+            maxlen=cfg.max_history
+        )
+        self.fit: ResponseFit | None = None
+        #: the regression of the offsets less what the conditions explain, per `fit`
+        self._detrended: RegressionEstimator | None = None
+        self._since_training = 0
+        self.scores = {name: ErrorScores(cfg.score_depth) for name in MEMBERS}
+        self.calibration = ErrorScores(cfg.calibration_depth)
+        self._scale = 1.0
+        #: the fused variance at the next sample's horizon (see `_variance_at_next_sample`)
+        self._floor_variance = 0.0
+        self._diverged: dict[str, bool] = {}
+        #: bumped by reset: a training result from before a reset is dropped
+        self._generation = 0
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        return self.regression.samples
+
+    @property
+    def sigma_scale(self) -> float:
+        """The calibration's factor on σ (1: none yet)."""
+        return self._scale
+
+    def observe_covariates(self, reading: CovariateReading) -> None:
+        self.covariates.add(reading)
+
+    def reset(self, disrupted: bool = True) -> None:
+        self.regression.reset(disrupted)
+        self._history.clear()
+        self.covariates.clear()
+        self.fit = None
+        self._detrended = None
+        self._since_training = 0
+        self.trainer.reset()
+        for scores in self.scores.values():
+            scores.clear()
+        self.calibration.clear()
+        self._scale = 1.0
+        self._floor_variance = 0.0
+        self._generation += 1
+
+    def add(self, sample: Sample) -> Verdict:
+        self.training.poll()
+        base = self.regression.estimate(sample.local_ns, _SCORING_FRESH_NS)
+        members = self._members(sample.local_ns, base)
+        fused = self._combine(members, base.bound_ns) if members else None
+        verdict = self.regression.add(sample)
+        if not verdict.accepted:
+            return verdict
+        relative, noise = self.regression.sample_variance_ns2(sample)
+        if self._detrended is not None and self._detrended.samples:
+            # The regression's residuals also hold the curvature its line misses (that is
+            # what the forecasters are for): the regression of what the conditions leave
+            # unexplained fits better, and its residuals are the better measure of noise.
+            noise = min(noise, self._detrended.sample_variance_ns2(sample)[1])
+        for member in members:
+            self.scores[member.name].add(sample.offset_ns - member.offset_ns,
+                                         member.variance_ns2, noise)  # fmt: skip
+        if fused is not None:
+            variance = max(fused.variance_ns2, self._floor_variance)
+            self.calibration.add(sample.offset_ns - fused.offset_ns, variance, noise)
+            if len(self.calibration) >= self.config.min_calibration:
+                cfg = self.config
+                self._scale = self.calibration.coverage_scale(0.95, cfg.min_scale, cfg.max_scale)
+        self._history.append((sample, relative))
+        if self.fit is not None and self._detrended is not None:
+            self._detrended.add(_less_conditions(sample, self.fit, self.covariates))
+        self._since_training += 1
+        if self._since_training >= self.config.retrain_every or self.fit is None:
+            self._since_training = 0
+            self._train()
+        self._floor_variance = self._variance_at_next_sample(sample.local_ns)
+        return verdict
+
+    def _variance_at_next_sample(self, last_ns: int) -> float:
+        """The fused variance where the next sample is expected (the median recent gap on).
+
+        The calibration sees errors only where samples arrive, at the end of each poll
+        interval, where σ is widest; a model's σ shrinks toward the newest sample faster than
+        its real error does (the level of a line is as uncertain just after a sample as its
+        errors over the interval suggest). σ is therefore held at least at its value at the
+        next sample's horizon, the one the calibration measures.
+        """
+        times = [s.local_ns for s, _v in list(self._history)[-9:]]
+        if len(times) < 3:
+            return 0.0
+        gaps = sorted(b - a for a, b in itertools.pairwise(times))
+        at = last_ns + gaps[len(gaps) // 2]
+        base = self.regression.estimate(at, _SCORING_FRESH_NS)
+        members = self._members(at, base)
+        return self._combine(members, base.bound_ns).variance_ns2 if members else 0.0
+
+    def _train(self) -> None:
+        history = tuple(self._history)
+        covariates = self.covariates.copy()
+        generation = self._generation
+        config = self.regression.config
+
+        def job() -> Trained:
+            fit = self.trainer.fit([s for s, _v in history], [v for _s, v in history], covariates)
+            if fit is None or not fit.explains:
+                return None
+            detrended = RegressionEstimator(config)
+            recent = [s for s, _v in history[-config.max_samples :]]
+            explained, _rates = fit.conditions_many([s.local_ns for s in recent], covariates)
+            for sample, explained_ns in zip(recent, explained, strict=True):
+                detrended.add(
+                    dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))
+                )
+            return fit, detrended
+
+        def done(result: Trained) -> None:
+            if generation != self._generation or result is None:
+                return
+            fit, detrended = result
+            # samples that arrived while it trained (the daemon trains on another thread)
+            newest = history[-1][0].local_ns if history else 0
+            for sample, _v in list(self._history):
+                if sample.local_ns > newest:
+                    detrended.add(_less_conditions(sample, fit, self.covariates))
+            self.fit, self._detrended = fit, detrended
+
+        self.training.submit(job, done)
+
+    # -- members and their fusion -----------------------------------------------------------
+
+    def _members(self, now_ns: int, base: ClockModel) -> list[Member]:
+        if not base.status.gives_interval:
+            return []
+        members = [Member("regression", float(base.offset_ns), base.sigma_ns**2, base.drift_ppb)]
+        fit, detrended = self.fit, self._detrended
+        if fit is not None and detrended is not None:
+            rest = detrended.estimate(now_ns, _SCORING_FRESH_NS)
+            if rest.status.gives_interval:
+                explained_ns, rate_ppb = fit.conditions_ns(now_ns, self.covariates)
+                offset = rest.offset_ns + explained_ns
+                drift = rest.drift_ppb + rate_ppb
+                if math.isfinite(offset) and abs(drift) <= MAX_DRIFT_PPB:
+                    members.append(Member("response", offset, rest.sigma_ns**2, drift))
+        return members
+
+    def _weights(self, members: list[Member], bound_ns: int) -> dict[str, float]:
+        """Inverse variances, each scaled by its recent excess error; 0 for a forecaster that
+        has not yet predicted `min_scores` measurements or that left the regression's bound."""
+        base = members[0]
+        weights: dict[str, float] = {}
+        for member in members:
+            scores = self.scores[member.name]
+            if member.name == "regression":
+                ratio = scores.excess_ratio() if len(scores) >= self.config.min_scores else 1.0
+                weights[member.name] = 1.0 / (member.variance_ns2 * ratio)
+                continue
+            if len(scores) < self.config.min_scores:
+                weights[member.name] = 0.0
+                continue
+            diverged = abs(member.offset_ns - base.offset_ns) > bound_ns
+            if diverged != self._diverged.get(member.name, False):
+                log.info(
+                    "forecaster %s %s the regression's bound: %s",
+                    member.name,
+                    "left" if diverged else "is back inside",
+                    "falling back to the regression" if diverged else "fused again",
+                )
+                self._diverged[member.name] = diverged
+            if diverged:
+                weights[member.name] = 0.0
+            else:
+                weights[member.name] = 1.0 / (member.variance_ns2 * scores.excess_ratio())
+        if self.forecasters_only and weights.get("response", 0.0) > 0:
+            weights["regression"] = 0.0
+        return weights
+
+    def _combine(self, members: list[Member], bound_ns: int) -> Member:
+        weights = self._weights(members, bound_ns)
+        total = sum(weights.values())
+        offset = sum(weights[m.name] * m.offset_ns for m in members) / total
+        drift = sum(weights[m.name] * m.drift_ppb for m in members) / total
+        drift = max(-MAX_DRIFT_PPB, min(MAX_DRIFT_PPB, drift))
+        return Member("fused", offset, 1.0 / total, drift)
+
+    def weights(self, now_ns: int) -> dict[str, float]:
+        """The members' shares in the estimate at `now_ns` (for reports and tests)."""
+        base = self.regression.estimate(now_ns, _SCORING_FRESH_NS)
+        members = self._members(now_ns, base)
+        if not members:
+            return {}
+        weights = self._weights(members, base.bound_ns)
+        total = sum(weights.values())
+        return {name: w / total for name, w in weights.items()}
+
+    def estimate(self, now_ns: int, fresh_for_ns: int) -> ClockModel:
+        self.training.poll()
+        base = self.regression.estimate(now_ns, fresh_for_ns)
+        members = self._members(now_ns, base)
+        if not members:
+            return base
+        fused = self._combine(members, base.bound_ns)
+        sigma = self._scale * math.sqrt(max(fused.variance_ns2, self._floor_variance))
+        growth = (sigma / base.sigma_ns) ** 2 if base.sigma_ns > 0 else 1.0
+        departure = abs(fused.offset_ns - base.offset_ns)
+        return dataclasses.replace(
+            base,
+            offset_ns=round(fused.offset_ns),
+            drift_ppb=fused.drift_ppb,
+            sigma_ns=max(sigma, 1.0),
+            sigma_cov_ns2_per_s=base.sigma_cov_ns2_per_s * growth,
+            sigma_drift_ppb=base.sigma_drift_ppb * math.sqrt(growth),
+            wander_ns2_per_s=base.wander_ns2_per_s * growth,
+            bound_ns=base.bound_ns + math.ceil(departure),
+            bound_rate_ppb=base.bound_rate_ppb + abs(fused.drift_ppb - base.drift_ppb),
+        )
+
+
+def _less_conditions(sample: Sample, fit: ResponseFit, history: CovariateHistory) -> Sample:
+    """The sample with what the conditions explain taken out of its offset."""
+    explained_ns, _rate = fit.conditions_ns(sample.local_ns, history)
+    return dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))
