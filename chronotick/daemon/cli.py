@@ -10,6 +10,7 @@ from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PAT
 from chronotick.daemon.config import LOG_LEVELS, ConfigError, DaemonConfig, build_config, load_file
 from chronotick.daemon.service import Daemon
 from chronotick.daemon.stopper import Stopper, stop_on_signals
+from chronotick.estimation.forecast.foundation import KNOWN_MODELS
 from chronotick.estimation.predictor import DEFAULT_PREDICTOR, PREDICTOR_NAMES
 
 
@@ -65,6 +66,13 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="sysfs temperature file the forecasters learn from (default: the CPU package "
         "sensor, when the host has one)",
+    )
+    p.add_argument(
+        "--zero-shot-model",
+        dest="zero_shot_model",
+        metavar="NAME",
+        help=f"pretrained long-horizon model of ml and fused: {', '.join(KNOWN_MODELS)}, or '' "
+        "for none (default fracast, whose weights ship in its wheel)",
     )
     p.add_argument(
         "--metrics-address",

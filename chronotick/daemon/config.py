@@ -18,7 +18,12 @@ from typing import Any
 from chronotick.clockbound_segment import DEFAULT_PATH as CLOCKBOUND_DEFAULT_PATH
 from chronotick.clocks import NS_PER_S, SimulatedClockParams
 from chronotick.estimation.estimator import EstimatorConfig
-from chronotick.estimation.predictor import DEFAULT_PREDICTOR, PREDICTOR_NAMES
+from chronotick.estimation.forecast.foundation import KNOWN_MODELS
+from chronotick.estimation.predictor import (
+    DEFAULT_PREDICTOR,
+    DEFAULT_ZERO_SHOT_MODEL,
+    PREDICTOR_NAMES,
+)
 from chronotick.ntp.poll import PollPolicy
 from chronotick.ntp.query import ServerAddress
 from chronotick.shm import default_name, validate_name
@@ -67,6 +72,9 @@ class DaemonConfig:
     #: the sysfs file of the temperature the forecasters learn from (millidegrees C); empty:
     #: the CPU package sensor, found by itself
     temperature_sensor: str = ""
+    #: the pretrained long-horizon model of ml and fused (fracast ships its weights; the
+    #: others need theirs on disk, docs/operations.md); empty: none
+    zero_shot_model: str = DEFAULT_ZERO_SHOT_MODEL
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -122,6 +130,11 @@ class DaemonConfig:
         if self.predictor not in PREDICTOR_NAMES:
             raise ConfigError(
                 f"predictor must be one of {', '.join(PREDICTOR_NAMES)}, not {self.predictor!r}"
+            )
+        if self.zero_shot_model and self.zero_shot_model not in KNOWN_MODELS:
+            raise ConfigError(
+                f"zero_shot_model must be one of {', '.join(KNOWN_MODELS)} or empty, "
+                f"not {self.zero_shot_model!r}"
             )
         if self.temperature_sensor and not os.path.isabs(self.temperature_sensor):
             raise ConfigError(

@@ -30,19 +30,30 @@ PREDICTOR_NAMES = ("regression", "ml", "fused")
 #: what the daemon runs unless told otherwise; `fused` takes over once it meets every target
 #: of docs/benchmarks.md ("Forecasters")
 DEFAULT_PREDICTOR = "regression"
+#: the pretrained long-horizon model of `ml` and `fused` (its weights ship in its wheel)
+DEFAULT_ZERO_SHOT_MODEL = "fracast"
 
 
 def make_predictor(
-    name: str, config: EstimatorConfig, training: Training | None = None
+    name: str,
+    config: EstimatorConfig,
+    training: Training | None = None,
+    zero_shot_model: str = DEFAULT_ZERO_SHOT_MODEL,
 ) -> Predictor:
     """A predictor by name. `ml`: the forecasters alone once they have earned it (the
-    regression until then); `fused`: regression and forecasters weighted by their errors."""
+    regression until then); `fused`: regression and forecasters weighted by their errors.
+    `zero_shot_model`: the pretrained long-horizon model ("": none); one that is not
+    installed is logged and left out."""
     if name == "regression":
         return RegressionEstimator(config)
     if name in ("ml", "fused"):
         from chronotick.estimation.forecast.fused import FusedPredictor
+        from chronotick.estimation.forecast.long_horizon import shared_model
 
         return FusedPredictor(
-            RegressionEstimator(config), training=training, forecasters_only=name == "ml"
+            RegressionEstimator(config),
+            training=training,
+            zero_shot=shared_model(zero_shot_model) if zero_shot_model else None,
+            forecasters_only=name == "ml",
         )
     raise ValueError(f"unknown predictor {name!r}; known: {', '.join(PREDICTOR_NAMES)}")

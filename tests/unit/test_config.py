@@ -124,6 +124,9 @@ def test_wrong_types_are_refused_with_the_key(key: str, value: object) -> None:
         ({"simulated_clock": {"drift_ppm": math.nan}}, "drift_ppm"),
         ({"simulated_clock": {"drift_ppm": "fast"}}, "simulated_clock"),
         ({"simulated_clock": {"wander_ppm_per_sqrt_s": -1}}, "wander"),
+        ({"predictor": "oracle"}, "predictor"),
+        ({"zero_shot_model": "gpt"}, "zero_shot_model"),
+        ({"temperature_sensor": "thermal_zone0/temp"}, "temperature_sensor"),
     ],
 )
 def test_impossible_values_are_refused(values: dict[str, Any], named: str) -> None:

@@ -3,15 +3,19 @@
 Each member predicts every new measurement before it learns from it; those out-of-sample
 errors are all that decides how much a member counts. A member's weight is the inverse of its
 own variance at the instant of publication, scaled by how far its recent errors exceeded
-what that variance promised, so a forecaster that stops predicting well fades out by itself,
-and one that has not yet predicted enough measurements counts for nothing. The regression
-always takes part: it is the estimate every forecaster must beat, and what is published when
-they diverge from it, fail, or are too slow.
+what that variance promised, so a forecaster that stops predicting well fades out by itself.
+A forecaster counts only while it predicts the recent measurements significantly better than
+the regression, on the same measurements; the regression always takes part: it is the
+estimate every forecaster must beat, and what is published when they diverge from it, fail,
+or are too slow.
 
-Calibration: the fused σ is scaled, up or down, so that ±1.96σ covers 95 % of the recent
-out-of-sample errors once each sample's own noise is taken out (split-conformal on a sliding
-window). The bound keeps the regression's worst-case form and is only widened, by as much as
-the fused centre departs from the regression's, so it holds whenever the regression's does.
+Calibration: the fused σ is widened, when the recent out-of-sample errors ask for it, so that
+±1.96σ covers 95 % of them once each sample's own noise is taken out (split-conformal on a
+sliding window). It is not narrowed, for now: how much of an error is the sample's own noise
+is itself an estimate, and narrowing on it made σ too small (docs/benchmarks.md,
+"Forecasters", keeps what was tried). The bound keeps the regression's worst-case form and is
+only widened, by as much as the fused centre departs from the regression's, so it holds
+whenever the regression's does.
 
 Pure, apart from `Training` strategies: the forecasters train synchronously in the simulator
 and on a worker thread in the daemon (`chronotick.estimation.forecast.training`), and the
@@ -28,8 +32,10 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from chronotick.estimation.estimator import RegressionEstimator, Verdict
+from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator, Verdict
 from chronotick.estimation.forecast.covariates import CovariateHistory, CovariateReading
+from chronotick.estimation.forecast.foundation import ZeroShotModel
+from chronotick.estimation.forecast.long_horizon import LongHorizonFit, fit_long_horizon
 from chronotick.estimation.forecast.response import ResponseFit, ResponseTrainer
 from chronotick.estimation.forecast.training import InlineTraining
 from chronotick.estimation.samples import Sample
@@ -40,9 +46,9 @@ log = logging.getLogger(__name__)
 _Z95 = 1.96
 #: a predictor's frequency beyond this is not a quartz clock's (chrony's maxdrift)
 MAX_DRIFT_PPB = 500_000.0
-#: the members: the regression, and the response to the conditions (with the regression of
-#: what it leaves unexplained)
-MEMBERS = ("regression", "response")
+#: the members: the regression; the response to the conditions (with the regression of what
+#: it leaves unexplained); the zero-shot forecast of a long line's residual
+MEMBERS = ("regression", "response", "long_horizon")
 #: fresh_for long enough that the regression's own status does not matter when scoring
 _SCORING_FRESH_NS = 10**18
 
@@ -55,13 +61,16 @@ class FusionConfig:
     #: errors remembered for the calibration of σ, and needed before it acts
     calibration_depth: int = 64
     min_calibration: int = 16
-    #: the calibration may narrow σ to this share at most, and widen it this much at most
-    min_scale: float = 0.5
+    #: the calibration may narrow σ to this share at most, and widen it this much at most.
+    #: Not at all narrower, for now: how much of an error at a sample is the sample's own
+    #: noise is an estimate, and where it came out high the calibration narrowed σ below
+    #: what the truth showed (docs/benchmarks.md, "Forecasters", says what was tried)
+    min_scale: float = 1.0
     max_scale: float = 10.0
     #: accepted samples kept for the forecasters
     max_history: int = 512
     #: the forecasters are retrained after this many accepted samples
-    retrain_every: int = 4
+    retrain_every: int = 8
 
     def __post_init__(self) -> None:
         if not (2 <= self.min_scores <= self.score_depth):
@@ -75,7 +84,13 @@ class FusionConfig:
 
 
 #: a training result: the response and the regression of what it leaves unexplained
-Trained = tuple[ResponseFit, RegressionEstimator] | None
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """What one training job made: the response to the conditions with the regression of what
+    it leaves unexplained, and the long-horizon forecast (each None where it could not be)."""
+
+    response: tuple[ResponseFit, RegressionEstimator] | None = None
+    long_horizon: LongHorizonFit | None = None
 
 
 class Training(Protocol):
@@ -89,35 +104,38 @@ class Training(Protocol):
 
 
 class ErrorScores:
-    """Recent out-of-sample errors of one predictor against the variance it promised."""
+    """Recent out-of-sample errors of one predictor against the variance it promised, each
+    with the variance of the stand-in for the truth it was measured against."""
 
     def __init__(self, depth: int) -> None:
-        #: (error², promised variance, the sample's own noise variance)
+        #: (error², promised variance, the truth's own variance)
         self.points: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=depth)
 
     def __len__(self) -> int:
         return len(self.points)
 
-    def add(self, error_ns: float, variance_ns2: float, noise_ns2: float) -> None:
-        self.points.append((error_ns * error_ns, max(variance_ns2, 1.0), noise_ns2))
+    def add(self, error_ns: float, variance_ns2: float, truth_variance_ns2: float) -> None:
+        self.points.append((error_ns * error_ns, max(variance_ns2, 1.0), truth_variance_ns2))
 
     def clear(self) -> None:
         self.points.clear()
 
     def excess_ratio(self) -> float:
-        """How far the errors, less the samples' noise, exceeded the promised variance
-        (1: as promised); not below 1/64, so one lucky stretch cannot make a member dominate."""
-        errors = sum(e for e, _v, _n in self.points)
-        noise = sum(n for _e, _v, n in self.points)
+        """How far the errors, less the truth's own variance, exceeded the promised variance
+        (1: as promised); not below 1/16, so one lucky stretch cannot make a member
+        dominate."""
+        if not self.points:
+            return 1.0
+        errors = sum(e - n for e, _v, n in self.points)
         promised = sum(v for _e, v, _n in self.points)
-        return max(1.0 / 64.0, (errors - noise) / promised)
+        return max(1.0 / 16.0, errors / promised)
 
     def coverage_scale(self, coverage: float, low: float, high: float) -> float:
-        """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + noise²) holds
-        `coverage` of the recorded errors."""
+        """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + truth
+        variance) holds `coverage` of the recorded errors."""
 
         def covered(c: float) -> float:
-            inside = sum(1 for e2, v, n2 in self.points if e2 <= _Z95**2 * (c * c * v + n2))
+            inside = sum(1 for e2, v, n in self.points if e2 <= _Z95**2 * (c * c * v + n))
             return inside / len(self.points)
 
         if covered(low) >= coverage:
@@ -157,6 +175,7 @@ class FusedPredictor:
         config: FusionConfig | None = None,
         training: Training | None = None,
         *,
+        zero_shot: ZeroShotModel | None = None,
         forecasters_only: bool = False,
     ) -> None:
         self.regression = regression
@@ -164,6 +183,9 @@ class FusedPredictor:
         self.config = config or FusionConfig()
         self.training: Training = training or InlineTraining()
         self.forecasters_only = forecasters_only
+        self.zero_shot = zero_shot
+        self._zero_shot_error = ""
+        self.long_horizon: LongHorizonFit | None = None
         cfg = self.config
         self.covariates = CovariateHistory()
         self._history: collections.deque[tuple[Sample, float]] = collections.deque(
@@ -173,6 +195,7 @@ class FusedPredictor:
         #: the regression of the offsets less what the conditions explain, per `fit`
         self._detrended: RegressionEstimator | None = None
         self._since_training = 0
+        self._trainings = 0
         self.scores = {name: ErrorScores(cfg.score_depth) for name in MEMBERS}
         self.calibration = ErrorScores(cfg.calibration_depth)
         self._scale = 1.0
@@ -200,7 +223,9 @@ class FusedPredictor:
         self.covariates.clear()
         self.fit = None
         self._detrended = None
+        self.long_horizon = None
         self._since_training = 0
+        self._trainings = 0
         self.trainer.reset()
         for scores in self.scores.values():
             scores.clear()
@@ -211,24 +236,22 @@ class FusedPredictor:
 
     def add(self, sample: Sample) -> Verdict:
         self.training.poll()
+        # every member predicts the sample before anything learns from it
         base = self.regression.estimate(sample.local_ns, _SCORING_FRESH_NS)
         members = self._members(sample.local_ns, base)
-        fused = self._combine(members, base.bound_ns) if members else None
         verdict = self.regression.add(sample)
         if not verdict.accepted:
             return verdict
-        relative, noise = self.regression.sample_variance_ns2(sample)
-        if self._detrended is not None and self._detrended.samples:
-            # The regression's residuals also hold the curvature its line misses (that is
-            # what the forecasters are for): the regression of what the conditions leave
-            # unexplained fits better, and its residuals are the better measure of noise.
-            noise = min(noise, self._detrended.sample_variance_ns2(sample)[1])
-        for member in members:
-            self.scores[member.name].add(sample.offset_ns - member.offset_ns,
-                                         member.variance_ns2, noise)  # fmt: skip
-        if fused is not None:
-            variance = max(fused.variance_ns2, self._floor_variance)
-            self.calibration.add(sample.offset_ns - fused.offset_ns, variance, noise)
+        relative, _noise = self.regression.sample_variance_ns2(sample)
+        if members:
+            noise = self._noise_ns2(sample)
+            fused = self._combine(members, base.bound_ns)
+            for member in (*members, fused):
+                scores = self.calibration if member.name == "fused" else self.scores[member.name]
+                variance = member.variance_ns2
+                if member.name == "fused":
+                    variance = max(variance, self._floor_variance)
+                scores.add(sample.offset_ns - member.offset_ns, variance, noise)
             if len(self.calibration) >= self.config.min_calibration:
                 cfg = self.config
                 self._scale = self.calibration.coverage_scale(0.95, cfg.min_scale, cfg.max_scale)
@@ -236,11 +259,21 @@ class FusedPredictor:
         if self.fit is not None and self._detrended is not None:
             self._detrended.add(_less_conditions(sample, self.fit, self.covariates))
         self._since_training += 1
-        if self._since_training >= self.config.retrain_every or self.fit is None:
+        if self._since_training >= self.config.retrain_every:
             self._since_training = 0
             self._train()
         self._floor_variance = self._variance_at_next_sample(sample.local_ns)
         return verdict
+
+    def _noise_ns2(self, sample: Sample) -> float:
+        """The sample's own noise variance: the smaller of the regression's estimate and that
+        of the regression of what the conditions leave unexplained (the regression's
+        residuals also hold the curvature its line misses, which is what the forecasters
+        are for)."""
+        _relative, noise = self.regression.sample_variance_ns2(sample)
+        if self._detrended is not None and self._detrended.samples:
+            noise = min(noise, self._detrended.sample_variance_ns2(sample)[1])
+        return noise
 
     def _variance_at_next_sample(self, last_ns: int) -> float:
         """The fused variance where the next sample is expected (the median recent gap on).
@@ -266,31 +299,67 @@ class FusedPredictor:
         generation = self._generation
         config = self.regression.config
 
+        self._trainings += 1
+        # the zero-shot model costs about 40 ms a call: it forecasts every other training,
+        # over horizons long enough to cover the samples until then
+        with_long_horizon = self._trainings % 2 == 1
+
         def job() -> Trained:
-            fit = self.trainer.fit([s for s, _v in history], [v for _s, v in history], covariates)
-            if fit is None or not fit.explains:
-                return None
-            detrended = RegressionEstimator(config)
-            recent = [s for s, _v in history[-config.max_samples :]]
-            explained, _rates = fit.conditions_many([s.local_ns for s in recent], covariates)
-            for sample, explained_ns in zip(recent, explained, strict=True):
-                detrended.add(
-                    dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))
-                )
-            return fit, detrended
+            samples = [s for s, _v in history]
+            variances = [v for _s, v in history]
+            return Trained(
+                self._train_response(samples, variances, covariates, config),
+                self._train_long_horizon(samples, variances) if with_long_horizon else None,
+            )
 
         def done(result: Trained) -> None:
-            if generation != self._generation or result is None:
+            if generation != self._generation:
                 return
-            fit, detrended = result
-            # samples that arrived while it trained (the daemon trains on another thread)
-            newest = history[-1][0].local_ns if history else 0
-            for sample, _v in list(self._history):
-                if sample.local_ns > newest:
-                    detrended.add(_less_conditions(sample, fit, self.covariates))
-            self.fit, self._detrended = fit, detrended
+            if result.response is not None:
+                fit, detrended = result.response
+                # samples that arrived while it trained (the daemon trains on another thread)
+                newest = history[-1][0].local_ns if history else 0
+                for sample, _v in list(self._history):
+                    if sample.local_ns > newest:
+                        detrended.add(_less_conditions(sample, fit, self.covariates))
+                self.fit, self._detrended = fit, detrended
+            if result.long_horizon is not None:
+                self.long_horizon = result.long_horizon
 
         self.training.submit(job, done)
+
+    def _train_response(
+        self,
+        samples: list[Sample],
+        variances: list[float],
+        covariates: CovariateHistory,
+        config: EstimatorConfig,
+    ) -> tuple[ResponseFit, RegressionEstimator] | None:
+        fit = self.trainer.fit(samples, variances, covariates)
+        if fit is None or not fit.explains:
+            return None
+        detrended = RegressionEstimator(config)
+        recent = samples[-config.max_samples :]
+        explained, _rates = fit.conditions_many([s.local_ns for s in recent], covariates)
+        for sample, explained_ns in zip(recent, explained, strict=True):
+            detrended.add(
+                dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))
+            )
+        return fit, detrended
+
+    def _train_long_horizon(
+        self, samples: list[Sample], variances: list[float]
+    ) -> LongHorizonFit | None:
+        if self.zero_shot is None:
+            return None
+        try:
+            return fit_long_horizon(self.zero_shot, samples, variances)
+        except Exception as exc:  # a failing model costs its member, not the predictor
+            if str(exc) != self._zero_shot_error:
+                log.warning("zero-shot model %s failed (%s); fused without it",
+                            self.zero_shot.name, exc)  # fmt: skip
+            self._zero_shot_error = str(exc)
+            return None
 
     # -- members and their fusion -----------------------------------------------------------
 
@@ -307,6 +376,10 @@ class FusedPredictor:
                 drift = rest.drift_ppb + rate_ppb
                 if math.isfinite(offset) and abs(drift) <= MAX_DRIFT_PPB:
                     members.append(Member("response", offset, rest.sigma_ns**2, drift))
+        if self.long_horizon is not None and now_ns >= self.long_horizon.origin_ns:
+            offset, variance, drift = self.long_horizon.predict(now_ns)
+            if math.isfinite(offset) and abs(drift) <= MAX_DRIFT_PPB:
+                members.append(Member("long_horizon", offset, variance, drift))
         return members
 
     def _weights(self, members: list[Member], bound_ns: int) -> dict[str, float]:
@@ -317,10 +390,9 @@ class FusedPredictor:
         for member in members:
             scores = self.scores[member.name]
             if member.name == "regression":
-                ratio = scores.excess_ratio() if len(scores) >= self.config.min_scores else 1.0
-                weights[member.name] = 1.0 / (member.variance_ns2 * ratio)
+                weights[member.name] = 1.0 / (member.variance_ns2 * self._ratio(member.name))
                 continue
-            if len(scores) < self.config.min_scores:
+            if len(scores) < self.config.min_scores or not self._beats_regression(member.name):
                 weights[member.name] = 0.0
                 continue
             diverged = abs(member.offset_ns - base.offset_ns) > bound_ns
@@ -335,10 +407,31 @@ class FusedPredictor:
             if diverged:
                 weights[member.name] = 0.0
             else:
-                weights[member.name] = 1.0 / (member.variance_ns2 * scores.excess_ratio())
-        if self.forecasters_only and weights.get("response", 0.0) > 0:
+                weights[member.name] = 1.0 / (member.variance_ns2 * self._ratio(member.name))
+        if self.forecasters_only and any(w > 0 for n, w in weights.items() if n != "regression"):
             weights["regression"] = 0.0
         return weights
+
+    def _ratio(self, name: str) -> float:
+        scores = self.scores[name]
+        return scores.excess_ratio() if len(scores) >= self.config.min_scores else 1.0
+
+    def _beats_regression(self, name: str) -> bool:
+        """Whether the forecaster predicted the recent samples significantly better than the
+        regression, paired over the same samples (its mean squared error lower by more than
+        twice the standard error of the difference): one that does not, earns no weight at
+        all. At a sample the two may look alike under its noise while between samples the
+        regression, with its own window, is the safer one; weighting every close call cost up
+        to 10 % RMS in the scenarios with nothing to learn."""
+        mine = [e for e, _v, _n in self.scores[name].points]
+        theirs = [e for e, _v, _n in self.scores["regression"].points]
+        n = min(len(mine), len(theirs))
+        if n < self.config.min_scores:
+            return False
+        diffs = [a - b for a, b in zip(mine[-n:], theirs[-n:], strict=True)]
+        mean = sum(diffs) / n
+        var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+        return mean + 2.0 * math.sqrt(var / n) < 0.0
 
     def _combine(self, members: list[Member], bound_ns: int) -> Member:
         weights = self._weights(members, bound_ns)
@@ -346,7 +439,16 @@ class FusedPredictor:
         offset = sum(weights[m.name] * m.offset_ns for m in members) / total
         drift = sum(weights[m.name] * m.drift_ppb for m in members) / total
         drift = max(-MAX_DRIFT_PPB, min(MAX_DRIFT_PPB, drift))
-        return Member("fused", offset, 1.0 / total, drift)
+        # The members learn from the same samples, so their errors are far from independent:
+        # 1/Σw, the variance of independent ones, promised up to twice too little. The
+        # weighted mean of their variances holds for fully correlated errors; each variance
+        # is widened by its excess ratio but never narrowed by it (the ratio's noise share is
+        # an estimate: narrowing on it made σ too small, as the calibration's notes say).
+        variance = sum(
+            weights[m.name] / total * m.variance_ns2 * max(1.0, self._ratio(m.name))
+            for m in members
+        )
+        return Member("fused", offset, variance, drift)
 
     def weights(self, now_ns: int) -> dict[str, float]:
         """The members' shares in the estimate at `now_ns` (for reports and tests)."""

@@ -14,9 +14,10 @@ useful from the first fit; the network is trained online by a few optimizer step
 update, and only its parameters carry over between fits.
 
 Trained only on accepted measurements (never on anything the daemon published), over a
-bounded window whose older samples count less (`memory_s`), so wander and ageing fade out.
-Without covariates the model is a long, weighted line: it earns no weight where the
-regression's adaptive window is better, which the fusion decides from its errors.
+bounded window whose older samples count less (`memory_s`); a cubic baseline in time takes up
+the slow wander, so the response is learnt from what the conditions explain. A covariate that
+did not move over the window is left out; with none left, the model explains nothing and the
+predictor does without it.
 
 Pure: `fit` takes samples and a covariate grid and returns a `ResponseFit` of plain numpy
 values that evaluates in microseconds, so the daemon can train on a worker thread and
@@ -50,6 +51,8 @@ _TEMPERATURE_SCALE_C = 10.0
 #: the baseline's polynomial in time (1, t, t², t³): it takes up the slow wander of the
 #: frequency over the window, so the response is learnt from what the conditions explain
 BASELINE_TERMS = 4
+#: the spread a covariate must show over the window to be used (°C, share of the CPUs)
+MIN_SPREAD = (0.05, 0.02)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,9 +268,14 @@ class ResponseTrainer:
         var = np.array([max(v, 1.0) for _s, v in chosen])
         weights = np.exp(t / cfg.memory_s) / var  # t <= 0: older counts less
         grid = Grid.from_history(history, origin, since_ns=chosen[0][0].local_ns)
-        available = [bool(len(grid.start_s)) and bool(np.isfinite(grid.values[:, k]).all())
-                     for k in range(len(NAMES))]  # fmt: skip
-        uses = tuple(available)
+        # a covariate that did not move over the window explains nothing (and a constant
+        # column would only make the solve singular)
+        uses = tuple(
+            bool(len(grid.start_s))
+            and bool(np.isfinite(grid.values[:, k]).all())
+            and float(np.std(grid.values[:, k])) >= MIN_SPREAD[k]
+            for k in range(len(NAMES))
+        )
         values = grid.values
         temperature_ref = float(np.mean(values[:, 0])) if uses[0] else 0.0
         load_ref = float(np.mean(values[:, 1])) if uses[1] else 0.0

@@ -1,0 +1,53 @@
+"""`--predictor fused` in a running daemon: sensors read, forecasters trained on their thread,
+the segment published all along, the thread gone at shutdown."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from chronotick.client import ChronoTickClient
+from chronotick.estimation.forecast.fused import FusedPredictor
+from chronotick.status import ClockStatus
+from tests.helpers.daemon import running_daemon, wait_for
+from tests.helpers.fake_ntp import FakeNtpServer, honest_reply
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_fused_daemon_reads_its_sensor_trains_off_the_loop_and_keeps_publishing(
+    tmp_path: Path,
+) -> None:
+    sensor = tmp_path / "temp"
+    sensor.write_text("41500\n")
+    with (
+        FakeNtpServer(lambda r: [honest_reply(r)]) as server,
+        running_daemon(
+            [server.address],
+            {"predictor": "fused", "temperature_sensor": str(sensor), "publish_rate_hz": 20.0},
+            name_prefix="test-fused",
+        ) as daemon,
+    ):
+        predictor = daemon.engine.predictor
+        assert isinstance(predictor, FusedPredictor)
+        assert daemon.training is not None
+        wait_for(lambda: daemon.model.status is ClockStatus.SYNCHRONIZED, 20, "sync")
+        # the sensor is read every few seconds, stamped on the base clock
+        wait_for(lambda: predictor.covariates.available()[0], 15, "a temperature reading")
+        _starts, (temperature, _load) = predictor.covariates.grid()
+        assert temperature[-1] == pytest.approx(41.5)
+        # training jobs run on the worker thread; the segment keeps its publishing rate
+        wait_for(lambda: len(daemon.training.durations_s) >= 1, 60, "a finished training job")
+        with ChronoTickClient(daemon.config.segment_name) as client:
+            for _ in range(5):
+                time.sleep(0.3)
+                assert client.get_time().status is ClockStatus.SYNCHRONIZED
+                # fresh: the 20 Hz publishing did not wait for training jobs
+                published = daemon.published_monotonic_ns
+                assert published is not None
+                assert time.monotonic_ns() - published < 250_000_000
+        training = daemon.training
+    # the daemon stopped: its training thread with it
+    assert not training._thread.is_alive()
