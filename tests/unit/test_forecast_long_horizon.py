@@ -58,9 +58,7 @@ class Broken:
 
 
 def samples_until(end_s: int, step_s: int = 64) -> list[Sample]:
-    return [
-        Sample(EPOCH + t * S, round(truth(t)), 200_000, "a") for t in range(0, end_s, step_s)
-    ]
+    return [Sample(EPOCH + t * S, round(truth(t)), 200_000, "a") for t in range(0, end_s, step_s)]
 
 
 def test_too_few_samples_give_no_forecast() -> None:

@@ -259,9 +259,17 @@ class FusedPredictor:
         if self.fit is not None and self._detrended is not None:
             self._detrended.add(_less_conditions(sample, self.fit, self.covariates))
         self._since_training += 1
-        if self._since_training >= self.config.retrain_every:
+        cfg = self.config
+        if self._since_training >= cfg.retrain_every:
             self._since_training = 0
-            self._train()
+            self._train(response=True, long_horizon=False)
+        elif self._since_training == cfg.retrain_every // 2 and self.zero_shot is not None:
+            # The zero-shot model costs about 40 ms a call: it forecasts every other round,
+            # half way between the response's trainings, so no one cycle pays for both (its
+            # horizons reach well past the samples until its next forecast).
+            self._trainings += 1
+            if self._trainings % 2 == 1:
+                self._train(response=False, long_horizon=True)
         self._floor_variance = self._variance_at_next_sample(sample.local_ns)
         return verdict
 
@@ -293,23 +301,18 @@ class FusedPredictor:
         members = self._members(at, base)
         return self._combine(members, base.bound_ns).variance_ns2 if members else 0.0
 
-    def _train(self) -> None:
+    def _train(self, *, response: bool, long_horizon: bool) -> None:
         history = tuple(self._history)
-        covariates = self.covariates.copy()
+        covariates = self.covariates.copy() if response else self.covariates
         generation = self._generation
         config = self.regression.config
-
-        self._trainings += 1
-        # the zero-shot model costs about 40 ms a call: it forecasts every other training,
-        # over horizons long enough to cover the samples until then
-        with_long_horizon = self._trainings % 2 == 1
 
         def job() -> Trained:
             samples = [s for s, _v in history]
             variances = [v for _s, v in history]
             return Trained(
-                self._train_response(samples, variances, covariates, config),
-                self._train_long_horizon(samples, variances) if with_long_horizon else None,
+                self._train_response(samples, variances, covariates, config) if response else None,
+                self._train_long_horizon(samples, variances) if long_horizon else None,
             )
 
         def done(result: Trained) -> None:

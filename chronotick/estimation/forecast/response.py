@@ -64,7 +64,7 @@ class ResponseConfig:
     #: time constant of the samples' weights: older samples count e^(−age/memory) as much
     memory_s: float = 2 * 3600.0
     #: the network's hidden units (0: the polynomial response only) and its training
-    hidden_units: int = 0
+    hidden_units: int = 8
     train_steps: int = 6
     learning_rate: float = 0.01
     weight_decay: float = 1e-2
