@@ -1,6 +1,7 @@
 """What the forecasters cost: per cycle, and in a running daemon, beside the regression.
 
     .venv/bin/python benchmarks/forecaster_cost.py [--hours H] [--daemon-seconds S]
+        [--poll S] [--hours-skip]
 
 1. Per cycle, on one core (torch limited to one thread): the simulator's temperature_cycles
    scenario fed to a `fused` predictor that trains inline, so each accepted sample's `add`
@@ -102,7 +103,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def in_daemon(seconds: float) -> None:
+def in_daemon(seconds: float, poll_s: float | None) -> None:
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     tag = f"cost{os.getpid()}"
@@ -124,6 +125,7 @@ def in_daemon(seconds: float) -> None:
                     scratch,
                     "--predictor",
                     name,
+                    *(["--min-poll", str(poll_s), "--max-poll", str(poll_s)] if poll_s else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -143,7 +145,8 @@ def in_daemon(seconds: float) -> None:
                 process.send_signal(signal.SIGTERM)
             for process in (*daemons.values(), server):
                 process.wait(10)
-    print(f"\nDaemons at the default rates, side by side, {wall:.0f} s after a minute's start:\n")
+    rates = f"polling every {poll_s:g} s" if poll_s else "the default rates"
+    print(f"\nDaemons at {rates}, side by side, {wall:.0f} s after a minute's start:\n")
     print("| predictor | CPU % of a core | resident MB |")
     print("|---|---:|---:|")
     for name in daemons:
@@ -156,10 +159,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=4.0)
     parser.add_argument("--daemon-seconds", type=float, default=240.0)
+    parser.add_argument("--hours-skip", action="store_true", help="skip the per-cycle part")
+    parser.add_argument(
+        "--poll", type=float, help="the daemons poll every POLL s (default: their own rates)"
+    )
     args = parser.parse_args()
-    per_cycle(args.hours)
+    if not args.hours_skip:
+        per_cycle(args.hours)
     if args.daemon_seconds > 0:
-        in_daemon(args.daemon_seconds)
+        in_daemon(args.daemon_seconds, args.poll)
     return 0
 
 

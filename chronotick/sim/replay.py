@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chronotick.estimation.samples import Sample
-from chronotick.sim.runner import PREDICTORS
+from chronotick.sim.runner import DEFAULT_PREDICTORS, PREDICTORS
 from chronotick.sim.scenario import Scenario, ServerSpec
 from chronotick.sim.scoring import Series, summarize
 
@@ -105,7 +105,7 @@ def replay(
     """Figures per predictor, and the series they were computed from."""
     if every < 2:
         raise ValueError("--every must be at least 2: some rows must be left out for scoring")
-    names = predictors or REPLAY_PREDICTORS
+    names = predictors or [*DEFAULT_PREDICTORS, PROTOTYPE]
     unknown = [n for n in names if n not in REPLAY_PREDICTORS]
     if unknown:
         raise ValueError(f"unknown predictor {unknown[0]!r}; known: {', '.join(REPLAY_PREDICTORS)}")

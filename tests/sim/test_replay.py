@@ -58,6 +58,4 @@ def test_cli_replay_json() -> None:
     )
     assert result.returncode == 0, result.stderr
     names = [json.loads(line)["predictor"] for line in result.stdout.splitlines()]
-    assert names == [
-        "uncorrected", "hold_last", "two_point", "regression", "ml", "fused", "prototype"
-    ]  # fmt: skip
+    assert names == ["uncorrected", "hold_last", "two_point", "regression", "prototype"]
