@@ -65,9 +65,14 @@ class Daemon:
             self.sensors = HostSensors(temperature_path=Path(sensor) if sensor else None)
             log.info("predictor %s; conditions: %s", config.predictor, self.sensors.description)
         self._next_sensor_read_ns = 0
-        predictor = make_predictor(
-            config.predictor, config.estimator_config(), self.training, config.zero_shot_model
-        )
+        try:
+            predictor = make_predictor(
+                config.predictor, config.estimator_config(), self.training, config.zero_shot_model
+            )
+        except BaseException:
+            if self.training is not None:
+                self.training.close()
+            raise
         self.engine = SyncEngine(
             list(self.addresses),
             config.poll_policy(),

@@ -47,7 +47,7 @@ def test_a_fused_daemon_reads_its_sensor_trains_off_the_loop_and_keeps_publishin
                 # fresh: the 20 Hz publishing did not wait for training jobs
                 published = daemon.published_monotonic_ns
                 assert published is not None
-                assert time.monotonic_ns() - published < 250_000_000
+                assert time.monotonic_ns() - published < 500_000_000
         training = daemon.training
     # the daemon stopped: its training thread with it
     assert not training._thread.is_alive()

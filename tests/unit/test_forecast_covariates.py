@@ -78,3 +78,14 @@ def test_bad_history_parameters_are_refused() -> None:
         CovariateHistory(cell_s=0)
     with pytest.raises(ValueError):
         CovariateHistory(max_cells=1)
+
+
+def test_a_slice_starts_with_what_held_even_when_the_sensor_went_quiet() -> None:
+    history = CovariateHistory(cell_s=10.0)
+    history.add(CovariateReading(0, temperature_c=30.0, cpu_load=0.5))
+    for second in range(10, 100, 10):
+        history.add(CovariateReading(second * S, cpu_load=0.2))  # the thermal sensor is gone
+    _starts, (temperature, load) = history.grid(since_ns=55 * S)
+    assert temperature == [30.0] * len(temperature)
+    assert load[0] == 0.2
+    assert CovariateHistory().grid(since_ns=5) == ([], [[], []])

@@ -237,7 +237,7 @@ def test_reset_forgets_the_forecasters_and_drops_results_trained_before_it() -> 
     held: list[tuple] = []
 
     class Held:
-        def submit(self, job, done) -> None:  # type: ignore[no-untyped-def]
+        def submit(self, job, done, key="") -> None:  # type: ignore[no-untyped-def]
             held.append((job, done))
 
         def poll(self) -> None:
@@ -322,7 +322,7 @@ def test_a_failing_training_job_is_logged_once_and_the_regression_goes_on(
             for _ in range(3):
                 training.submit(broken, lambda _r: None)
                 for _ in range(200):
-                    if len(caplog.records) and training._pending is None:
+                    if len(caplog.records) and not training._pending:
                         break
                     threading.Event().wait(0.01)
         training.poll()

@@ -51,8 +51,9 @@ class CovariateHistory:
 
     Readings come as often as a sensor is read (the simulator: every event); forecasters need
     the conditions between measurements, integrated over time, so readings are averaged into
-    cells of `cell_s` seconds and only the newest `max_cells` are kept. A cell with no
-    reading takes the previous cell's values (conditions hold until told otherwise).
+    cells of `cell_s` seconds and only the newest `max_cells` are kept. A covariate that a
+    cell has no reading of keeps its newest earlier value (conditions hold until told
+    otherwise), and a cell lasts until the next one starts.
     """
 
     def __init__(self, cell_s: float = 10.0, max_cells: int = 4096) -> None:
@@ -63,12 +64,15 @@ class CovariateHistory:
         self._cells: collections.deque[tuple[int, list[float], list[int]]] = collections.deque(
             maxlen=max_cells
         )
+        #: per covariate: whether it was ever read (saves looking back for one never read)
+        self._ever = [False] * len(NAMES)
 
     def __len__(self) -> int:
         return len(self._cells)
 
     def clear(self) -> None:
         self._cells.clear()
+        self._ever = [False] * len(NAMES)
 
     def add(self, reading: CovariateReading) -> None:
         index = reading.at_ns // self.cell_ns
@@ -81,10 +85,12 @@ class CovariateHistory:
             if value is not None:
                 sums[k] += value
                 counts[k] += 1
+                self._ever[k] = True
 
     def available(self) -> tuple[bool, ...]:
         """Per covariate: whether any kept cell has a value."""
-        return tuple(any(c[2][k] for c in self._cells) for k in range(len(NAMES)))
+        cells = list(self._cells)  # one C-level copy: readings may arrive on another thread
+        return tuple(any(c[2][k] for c in cells) for k in range(len(NAMES)))
 
     def grid(self, since_ns: int | None = None) -> tuple[list[int], list[list[float | None]]]:
         """(cell start times in ns, per covariate the cell means, a gap carrying the value
@@ -94,14 +100,23 @@ class CovariateHistory:
         otherwise). `since_ns`: only the cells that still held at that instant and after.
         """
         cells = list(self._cells)
-        if since_ns is not None:
+        last: list[float | None] = [None] * len(NAMES)
+        if since_ns is not None and cells:
             first = len(cells) - 1
             while first > 0 and cells[first][0] * self.cell_ns > since_ns:
                 first -= 1
-            cells = cells[max(first, 0) :]
+            first = max(first, 0)
+            # what held when the slice begins: the newest reading of each covariate before it
+            for k in range(len(NAMES)):
+                if cells[first][2][k] or not self._ever[k]:
+                    continue  # read in the first cell itself, or never read at all
+                for _index, sums, counts in reversed(cells[:first]):
+                    if counts[k]:
+                        last[k] = sums[k] / counts[k]
+                        break
+            cells = cells[first:]
         starts = [index * self.cell_ns for index, _s, _c in cells]
         series: list[list[float | None]] = [[] for _ in NAMES]
-        last: list[float | None] = [None] * len(NAMES)
         for _index, sums, counts in cells:
             for k in range(len(NAMES)):
                 if counts[k]:
@@ -114,7 +129,9 @@ class CovariateHistory:
         arrive)."""
         other = CovariateHistory.__new__(CovariateHistory)
         other.cell_ns = self.cell_ns
+        other._ever = list(self._ever)
+        cells = list(self._cells)  # one C-level copy: readings may arrive on another thread
         other._cells = collections.deque(
-            ((i, list(s), list(c)) for i, s, c in self._cells), maxlen=self._cells.maxlen
+            ((i, list(s), list(c)) for i, s, c in cells), maxlen=self._cells.maxlen
         )
         return other

@@ -3,10 +3,11 @@
 The residual series is what the straight-line clock model gets wrong (ns), one value per NTP
 poll, so its spacing is irregular (64-1024 s, with gaps). These models were trained on regularly
 sampled series, so an adapter first puts the series on a regular grid: linear interpolation at
-the median spacing, the grid anchored on the newest sample (the newest value is kept exactly),
-and only as many grid points as the model reads. A horizon in seconds is then a fractional
-number of grid steps; the forecast between two steps is interpolated linearly, and from the
-newest sample to the first step it starts at the newest value with no spread.
+the typical spacing (`regular_grid`), the grid anchored on the newest sample (the newest value
+is kept exactly), and only as many grid points as the model reads. A horizon in seconds is
+then a fractional number of grid steps; the forecast between two steps is interpolated
+linearly, and from the newest sample to the first step it starts at the newest value with no
+spread.
 
 The models give quantiles, not moments: `mean_ns` is the median (their point forecast) and
 `sigma_ns` comes from the 10-90 % range, (q90 − q10) / 2.563, which is σ for a normal
@@ -100,13 +101,18 @@ def _validated(
 
 
 def regular_grid(t: np.ndarray, r: np.ndarray, max_points: int) -> tuple[np.ndarray, float]:
-    """`r` at the median spacing of `t`, ending on the newest sample: (values, spacing in s).
+    """`r` at the typical poll spacing of `t`, ending on the newest sample: (values, spacing
+    in s).
 
-    At most `max_points` (the newest) and at least MIN_POINTS: when the median spacing would
-    give fewer (a few long gaps), the spacing is shortened to fit MIN_POINTS into the span.
+    The typical spacing is the median of the gaps, leaving out those under a tenth of the
+    mean: several servers polled together give gaps of milliseconds between their samples,
+    and a grid at those would cover seconds. At most `max_points` (the newest) and at least
+    MIN_POINTS: when the spacing would give fewer, it is shortened to fit MIN_POINTS into the
+    span.
     """
     span = float(t[-1] - t[0])
-    dt = float(np.median(np.diff(t)))
+    gaps = np.diff(t)
+    dt = float(np.median(gaps[gaps >= 0.1 * span / len(gaps)]))
     n = math.floor(span / dt * (1.0 + 1e-12)) + 1
     if n < MIN_POINTS:
         dt = span / (MIN_POINTS - 1)

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import logging
 import math
 from collections.abc import Callable
 from typing import Protocol
+
+import numpy as np
 
 from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator, Verdict
 from chronotick.estimation.forecast.covariates import CovariateHistory, CovariateReading
@@ -96,7 +97,9 @@ class Trained:
 class Training(Protocol):
     """Runs a training job and hands its result to `done` (see `training`)."""
 
-    def submit(self, job: Callable[[], Trained], done: Callable[[Trained], None]) -> None: ...
+    def submit(
+        self, job: Callable[[], Trained], done: Callable[[Trained], None], key: str = ""
+    ) -> None: ...
 
     def poll(self) -> None: ...
 
@@ -197,6 +200,10 @@ class FusedPredictor:
         self._since_training = 0
         self._trainings = 0
         self.scores = {name: ErrorScores(cfg.score_depth) for name in MEMBERS}
+        #: per forecaster: (its squared error, the regression's) at the same samples
+        self._paired: dict[str, collections.deque[tuple[float, float]]] = {
+            name: collections.deque(maxlen=cfg.score_depth) for name in MEMBERS[1:]
+        }
         self.calibration = ErrorScores(cfg.calibration_depth)
         self._scale = 1.0
         #: the fused variance at the next sample's horizon (see `_variance_at_next_sample`)
@@ -226,7 +233,10 @@ class FusedPredictor:
         self.long_horizon = None
         self._since_training = 0
         self._trainings = 0
-        self.trainer.reset()
+        self.trainer = ResponseTrainer(self.trainer.config)
+        self._diverged.clear()
+        for pairs in self._paired.values():
+            pairs.clear()
         for scores in self.scores.values():
             scores.clear()
         self.calibration.clear()
@@ -246,12 +256,16 @@ class FusedPredictor:
         if members:
             noise = self._noise_ns2(sample)
             fused = self._combine(members, base.bound_ns)
+            regression_error = sample.offset_ns - members[0].offset_ns
             for member in (*members, fused):
                 scores = self.calibration if member.name == "fused" else self.scores[member.name]
                 variance = member.variance_ns2
                 if member.name == "fused":
                     variance = max(variance, self._floor_variance)
-                scores.add(sample.offset_ns - member.offset_ns, variance, noise)
+                error = sample.offset_ns - member.offset_ns
+                scores.add(error, variance, noise)
+                if member.name in self._paired:
+                    self._paired[member.name].append((error * error, regression_error**2))
             if len(self.calibration) >= self.config.min_calibration:
                 cfg = self.config
                 self._scale = self.calibration.coverage_scale(0.95, cfg.min_scale, cfg.max_scale)
@@ -284,7 +298,7 @@ class FusedPredictor:
         return noise
 
     def _variance_at_next_sample(self, last_ns: int) -> float:
-        """The fused variance where the next sample is expected (the median recent gap on).
+        """The fused variance where the next sample is expected (the mean recent gap on).
 
         The calibration sees errors only where samples arrive, at the end of each poll
         interval, where σ is widest; a model's σ shrinks toward the newest sample faster than
@@ -295,23 +309,28 @@ class FusedPredictor:
         times = [s.local_ns for s, _v in list(self._history)[-9:]]
         if len(times) < 3:
             return 0.0
-        gaps = sorted(b - a for a, b in itertools.pairwise(times))
-        at = last_ns + gaps[len(gaps) // 2]
+        # the mean gap: with several servers polled together, most gaps are milliseconds
+        at = last_ns + (times[-1] - times[0]) // (len(times) - 1)
         base = self.regression.estimate(at, _SCORING_FRESH_NS)
         members = self._members(at, base)
         return self._combine(members, base.bound_ns).variance_ns2 if members else 0.0
 
     def _train(self, *, response: bool, long_horizon: bool) -> None:
         history = tuple(self._history)
-        covariates = self.covariates.copy() if response else self.covariates
+        covariates = self.covariates.copy()
         generation = self._generation
         config = self.regression.config
+        # the trainer of this generation: a reset gives the next jobs a fresh one, so a job
+        # still running on old samples cannot carry its network over
+        trainer = self.trainer
 
         def job() -> Trained:
             samples = [s for s, _v in history]
             variances = [v for _s, v in history]
             return Trained(
-                self._train_response(samples, variances, covariates, config) if response else None,
+                self._train_response(trainer, samples, variances, covariates, config)
+                if response
+                else None,
                 self._train_long_horizon(samples, variances) if long_horizon else None,
             )
 
@@ -329,21 +348,24 @@ class FusedPredictor:
             if result.long_horizon is not None:
                 self.long_horizon = result.long_horizon
 
-        self.training.submit(job, done)
+        self.training.submit(job, done, "response" if response else "long_horizon")
 
+    @staticmethod
     def _train_response(
-        self,
+        trainer: ResponseTrainer,
         samples: list[Sample],
         variances: list[float],
         covariates: CovariateHistory,
         config: EstimatorConfig,
     ) -> tuple[ResponseFit, RegressionEstimator] | None:
-        fit = self.trainer.fit(samples, variances, covariates)
+        fit = trainer.fit(samples, variances, covariates)
         if fit is None or not fit.explains:
             return None
         detrended = RegressionEstimator(config)
         recent = samples[-config.max_samples :]
         explained, _rates = fit.conditions_many([s.local_ns for s in recent], covariates)
+        if not np.isfinite(explained).all():
+            return None
         for sample, explained_ns in zip(recent, explained, strict=True):
             detrended.add(
                 dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))
@@ -385,9 +407,12 @@ class FusedPredictor:
                 members.append(Member("long_horizon", offset, variance, drift))
         return members
 
-    def _weights(self, members: list[Member], bound_ns: int) -> dict[str, float]:
+    def _weights(
+        self, members: list[Member], bound_ns: int, record: bool = False
+    ) -> dict[str, float]:
         """Inverse variances, each scaled by its recent excess error; 0 for a forecaster that
-        has not yet predicted `min_scores` measurements or that left the regression's bound."""
+        has not yet predicted `min_scores` measurements or that left the regression's bound.
+        `record`: this is what is published, so a forecaster leaving or rejoining is logged."""
         base = members[0]
         weights: dict[str, float] = {}
         for member in members:
@@ -399,7 +424,7 @@ class FusedPredictor:
                 weights[member.name] = 0.0
                 continue
             diverged = abs(member.offset_ns - base.offset_ns) > bound_ns
-            if diverged != self._diverged.get(member.name, False):
+            if record and diverged != self._diverged.get(member.name, False):
                 log.info(
                     "forecaster %s %s the regression's bound: %s",
                     member.name,
@@ -426,18 +451,17 @@ class FusedPredictor:
         all. At a sample the two may look alike under its noise while between samples the
         regression, with its own window, is the safer one; weighting every close call cost up
         to 10 % RMS in the scenarios with nothing to learn."""
-        mine = [e for e, _v, _n in self.scores[name].points]
-        theirs = [e for e, _v, _n in self.scores["regression"].points]
-        n = min(len(mine), len(theirs))
+        pairs = self._paired[name]
+        n = len(pairs)
         if n < self.config.min_scores:
             return False
-        diffs = [a - b for a, b in zip(mine[-n:], theirs[-n:], strict=True)]
+        diffs = [mine - theirs for mine, theirs in pairs]
         mean = sum(diffs) / n
         var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
         return mean + 2.0 * math.sqrt(var / n) < 0.0
 
-    def _combine(self, members: list[Member], bound_ns: int) -> Member:
-        weights = self._weights(members, bound_ns)
+    def _combine(self, members: list[Member], bound_ns: int, record: bool = False) -> Member:
+        weights = self._weights(members, bound_ns, record)
         total = sum(weights.values())
         offset = sum(weights[m.name] * m.offset_ns for m in members) / total
         drift = sum(weights[m.name] * m.drift_ppb for m in members) / total
@@ -469,8 +493,10 @@ class FusedPredictor:
         members = self._members(now_ns, base)
         if not members:
             return base
-        fused = self._combine(members, base.bound_ns)
+        fused = self._combine(members, base.bound_ns, record=True)
         sigma = self._scale * math.sqrt(max(fused.variance_ns2, self._floor_variance))
+        if not (math.isfinite(fused.offset_ns) and math.isfinite(sigma)):
+            return base  # a forecaster gone wrong never reaches the segment
         growth = (sigma / base.sigma_ns) ** 2 if base.sigma_ns > 0 else 1.0
         departure = abs(fused.offset_ns - base.offset_ns)
         return dataclasses.replace(
@@ -487,6 +513,9 @@ class FusedPredictor:
 
 
 def _less_conditions(sample: Sample, fit: ResponseFit, history: CovariateHistory) -> Sample:
-    """The sample with what the conditions explain taken out of its offset."""
+    """The sample with what the conditions explain taken out of its offset (unchanged where
+    that is not a number: a fit's covariate gone missing must not cost a sample)."""
     explained_ns, _rate = fit.conditions_ns(sample.local_ns, history)
+    if not math.isfinite(explained_ns):
+        return sample
     return dataclasses.replace(sample, offset_ns=sample.offset_ns - round(explained_ns))

@@ -76,7 +76,10 @@ def fit_long_horizon(
     y = np.array([float(s.offset_ns - chosen[-1][0].offset_ns) for s, _v in chosen])
     line = fit_line(t_s, y, np.array([max(v, 1.0) for _s, v in chosen]))
     residual = line.residuals_ns
-    gap = float(np.median(np.diff(t_s)))
+    # the typical poll spacing: with several servers polled together, most gaps between
+    # samples are milliseconds, which are left out
+    gaps = np.diff(t_s)
+    gap = float(np.median(gaps[gaps >= 0.1 * float(gaps.mean())]))
     forecast = model.forecast(t_s, residual, [g * gap for g in HORIZON_GAPS])
     return LongHorizonFit(
         origin_ns=origin,
