@@ -26,6 +26,7 @@ import collections
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -46,6 +47,39 @@ _T975 = {
 }  # fmt: skip
 for _dof in range(1, 31):
     _T975.setdefault(_dof, _T975[max(k for k in _T975 if k <= _dof)])
+
+
+def coverage_scale(
+    points: Iterable[tuple[float, float, float]],
+    coverage: float,
+    low: float,
+    high: float,
+    steps: int = 20,
+) -> float:
+    """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + n²) holds
+    `coverage` of the (error², σ², n²) points, by bisection (`high` when even it does not).
+
+    Split-conformal calibration of σ, shared by the regression's tail factor and the fused
+    predictor's scale: n² is the part of each error that is not the model's (a sample's own
+    noise), which any factor on σ leaves alone.
+    """
+    points = list(points)
+
+    def covered(c: float) -> float:
+        inside = sum(1 for e2, s2, n2 in points if e2 <= _Z95**2 * (c * c * s2 + n2))
+        return inside / len(points)
+
+    if covered(low) >= coverage:
+        return low
+    if covered(high) < coverage:
+        return high
+    for _ in range(steps):
+        mid = (low + high) / 2
+        if covered(mid) >= coverage:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,22 +502,7 @@ class RegressionEstimator:
         if len(points) < 16:
             return 1.0
 
-        def covered(c: float) -> float:
-            inside = sum(1 for e2, s2, n2 in points if e2 <= _Z95**2 * (c * c * s2 + n2))
-            return inside / len(points)
-
-        if covered(1.0) >= 0.95:
-            return 1.0
-        low, high = 1.0, 10.0
-        if covered(high) < 0.95:
-            return high
-        for _ in range(20):
-            mid = (low + high) / 2
-            if covered(mid) >= 0.95:
-                high = mid
-            else:
-                low = mid
-        return high
+        return coverage_scale(points, 0.95, 1.0, 10.0)
 
     def _path_bias_var_ns2(self, window: int, fit: LineFit) -> float:
         """Variance of the error that path asymmetry leaves, as far as several sources show it.

@@ -33,7 +33,12 @@ from typing import Protocol
 
 import numpy as np
 
-from chronotick.estimation.estimator import EstimatorConfig, RegressionEstimator, Verdict
+from chronotick.estimation.estimator import (
+    EstimatorConfig,
+    RegressionEstimator,
+    Verdict,
+    coverage_scale,
+)
 from chronotick.estimation.forecast.covariates import CovariateHistory, CovariateReading
 from chronotick.estimation.forecast.foundation import ZeroShotModel
 from chronotick.estimation.forecast.long_horizon import LongHorizonFit, fit_long_horizon
@@ -44,7 +49,6 @@ from chronotick.model import ClockModel
 
 log = logging.getLogger(__name__)
 
-_Z95 = 1.96
 #: a predictor's frequency beyond this is not a quartz clock's (chrony's maxdrift)
 MAX_DRIFT_PPB = 500_000.0
 #: the members: the regression; the response to the conditions (with the regression of what
@@ -136,22 +140,7 @@ class ErrorScores:
     def coverage_scale(self, coverage: float, low: float, high: float) -> float:
         """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + truth
         variance) holds `coverage` of the recorded errors."""
-
-        def covered(c: float) -> float:
-            inside = sum(1 for e2, v, n in self.points if e2 <= _Z95**2 * (c * c * v + n))
-            return inside / len(self.points)
-
-        if covered(low) >= coverage:
-            return low
-        if covered(high) < coverage:
-            return high
-        for _ in range(24):
-            mid = (low + high) / 2
-            if covered(mid) >= coverage:
-                high = mid
-            else:
-                low = mid
-        return high
+        return coverage_scale(self.points, coverage, low, high, steps=24)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,9 +241,9 @@ class FusedPredictor:
         verdict = self.regression.add(sample)
         if not verdict.accepted:
             return verdict
-        relative, _noise = self.regression.sample_variance_ns2(sample)
+        relative, noise = self.regression.sample_variance_ns2(sample)
         if members:
-            noise = self._noise_ns2(sample)
+            noise = self._noise_ns2(sample, noise)
             fused = self._combine(members, base.bound_ns)
             regression_error = sample.offset_ns - members[0].offset_ns
             for member in (*members, fused):
@@ -287,12 +276,12 @@ class FusedPredictor:
         self._floor_variance = self._variance_at_next_sample(sample.local_ns)
         return verdict
 
-    def _noise_ns2(self, sample: Sample) -> float:
+    def _noise_ns2(self, sample: Sample, regression_noise_ns2: float) -> float:
         """The sample's own noise variance: the smaller of the regression's estimate and that
         of the regression of what the conditions leave unexplained (the regression's
         residuals also hold the curvature its line misses, which is what the forecasters
         are for)."""
-        _relative, noise = self.regression.sample_variance_ns2(sample)
+        noise = regression_noise_ns2
         if self._detrended is not None and self._detrended.samples:
             noise = min(noise, self._detrended.sample_variance_ns2(sample)[1])
         return noise
