@@ -1,6 +1,6 @@
 """Every built-in scenario, a whole simulated day each: the bound holds and σ is honest; the
-forecasters (`fused`) beat the regression where the temperature moves the clock and do not
-lose to it anywhere else."""
+forecasters (`fused`) beat the regression where the temperature moves the clock, do not
+lose to it anywhere else, and their ±2σ holds 93-97 % everywhere."""
 
 from __future__ import annotations
 
@@ -42,6 +42,18 @@ def test_two_sigma_coverage_is_honest(figures: dict[str, dict[str, Any]]) -> Non
     held = {name: row["coverage_2sigma"] for name, row in figures.items()}
     assert len(held) >= 13
     outside = {name: c for name, c in held.items() if not 0.90 <= c <= 0.99}
+    assert not outside, outside
+
+
+def test_fused_two_sigma_coverage_is_within_the_target_band(
+    runs: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """±2σ of `fused` holds at least 93 % of the true errors in every scenario (never too
+    narrow, where the regression falls to 0.92), and at most 97.5 % (the target is 97 %;
+    `daily_temperature` is at 0.971, docs/benchmarks.md says why)."""
+    held = {name: rows["fused"]["coverage_2sigma"] for name, rows in runs.items()}
+    assert len(held) >= 13
+    outside = {name: c for name, c in held.items() if not 0.93 <= c <= 0.975}
     assert not outside, outside
 
 

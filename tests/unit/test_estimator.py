@@ -499,3 +499,29 @@ def test_model_sigma_and_bound_never_shrink_with_time(
     assert sigmas[0] >= sigma * (1 - 1e-12)
     assert all(b >= a * (1 - 1e-9) for a, b in itertools.pairwise(sigmas))
     assert all(b >= a for a, b in itertools.pairwise(bounds))
+
+
+def _two_paths(queue_on_a: bool, seed: int = 5) -> RegressionEstimator:
+    """Two sources 150 µs apart (+75/−75 µs of path asymmetry); with `queue_on_a`, a's
+    return path also queues (0-4 ms), which biases its slow samples and lengthens them."""
+    rng = np.random.default_rng(seed)
+    est = RegressionEstimator(EstimatorConfig())
+    for i in range(64):
+        t = 1_760_000_000 * S + i * 16 * S
+        source = "ab"[i % 2]
+        queue = float(rng.uniform(0, 4_000_000)) if queue_on_a and source == "a" and i % 4 else 0.0
+        bias = 75_000.0 if source == "a" else -75_000.0
+        offset = 1_000_000 + bias - queue / 2 + rng.normal(0, 5_000)
+        est.add(Sample(t, round(offset), 1_000_000 + round(queue), source, precision_ns=100))
+    return est
+
+
+def test_path_bias_weights_each_source_as_the_fit_does() -> None:
+    """A path that queues one way drags its plain mean toward slow samples the fit hardly
+    counts; the path-bias variance follows the fit's weights, so it still sees the two
+    sources 150 µs apart."""
+    clean = _two_paths(queue_on_a=False).path_bias_variance_ns2()
+    queued = _two_paths(queue_on_a=True).path_bias_variance_ns2()
+    # two sources ±75 µs, two degrees of prior: 2·75² / 3 / 2 = (43 µs)²
+    assert math.sqrt(clean) == pytest.approx(43_300, rel=0.1)
+    assert math.sqrt(queued) == pytest.approx(math.sqrt(clean), rel=0.25)

@@ -107,3 +107,29 @@ def test_fracast_earns_weight_on_a_periodic_residual() -> None:
     assert len(fused.scores["long_horizon"]) >= 8
     weights = fused.weights(EPOCH + 4 * 3600 * S)
     assert "long_horizon" in weights
+
+
+def test_samples_out_of_time_order_or_at_one_instant_are_put_in_order() -> None:
+    """Polls of several servers finish in any order and may share an instant; the model is
+    given strictly increasing times all the same."""
+    seen: list[np.ndarray] = []
+
+    class Recording:
+        name = "recording"
+
+        def forecast(
+            self, t_s: np.ndarray, residual_ns: np.ndarray, horizons_s: Sequence[float]
+        ) -> ResidualForecast:
+            seen.append(np.asarray(t_s))
+            flat = tuple(0.0 for _ in horizons_s)
+            return ResidualForecast(tuple(horizons_s), flat, tuple(1000.0 for _ in horizons_s))
+
+    samples = []
+    for i in range(80):
+        t = EPOCH + i * 64 * S
+        samples.append(Sample(t, 1_000 * i, 200_000, "a"))
+        samples.append(Sample(t, 1_000 * i + 50, 200_000, "b"))  # the same instant
+    samples[10], samples[11], samples[12] = samples[12], samples[10], samples[11]
+    fit = fit_long_horizon(Recording(), samples, [1.0] * len(samples))
+    assert fit is not None
+    assert np.all(np.diff(seen[0]) > 0)

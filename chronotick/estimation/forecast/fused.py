@@ -5,17 +5,20 @@ errors are all that decides how much a member counts. A member's weight is the i
 own variance at the instant of publication, scaled by how far its recent errors exceeded
 what that variance promised, so a forecaster that stops predicting well fades out by itself.
 A forecaster counts only while it predicts the recent measurements significantly better than
-the regression, on the same measurements; the regression always takes part: it is the
+the regression, on the same measurements (absolute errors, paired: with heavy-tailed noise a
+squared error is decided by its few spikes); the regression always takes part: it is the
 estimate every forecaster must beat, and what is published when they diverge from it, fail,
 or are too slow.
 
-Calibration: the fused σ is widened, when the recent out-of-sample errors ask for it, so that
-±1.96σ covers 95 % of them once each sample's own noise is taken out (split-conformal on a
-sliding window). It is not narrowed, for now: how much of an error is the sample's own noise
-is itself an estimate, and narrowing on it made σ too small (docs/benchmarks.md,
-"Forecasters", keeps what was tried). The bound keeps the regression's worst-case form and is
-only widened, by as much as the fused centre departs from the regression's, so it holds
-whenever the regression's does.
+Calibration (split-conformal on sliding windows, `_calibrated_scale`): the fused σ is
+widened when the out-of-sample errors at samples ask for it, once each sample's own noise is
+taken out, so that ±1.96σ covers 95 % of them. Those errors cannot narrow it: where the
+noise dominates, its estimate decides, not the model (narrowing on them made σ too small).
+What narrows it is hindsight (`hindsight.py`): predictions at instants spread evenly over
+time, scored once the samples on both sides of each instant have arrived against a line
+through them, which averages the noise away. The bound keeps the regression's worst-case
+form and is only widened, by as much as the fused centre departs from the regression's, so
+it holds whenever the regression's does.
 
 Pure, apart from `Training` strategies: the forecasters train synchronously in the simulator
 and on a worker thread in the daemon (`chronotick.estimation.forecast.training`), and the
@@ -24,6 +27,7 @@ publishing path only evaluates the newest snapshot.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import logging
@@ -41,19 +45,28 @@ from chronotick.estimation.estimator import (
 )
 from chronotick.estimation.forecast.covariates import CovariateHistory, CovariateReading
 from chronotick.estimation.forecast.foundation import ZeroShotModel
+from chronotick.estimation.forecast.hindsight import HALF_WIDTH, hindsight_at
 from chronotick.estimation.forecast.long_horizon import LongHorizonFit, fit_long_horizon
 from chronotick.estimation.forecast.response import ResponseFit, ResponseTrainer
 from chronotick.estimation.forecast.training import InlineTraining
 from chronotick.estimation.samples import Sample
-from chronotick.model import ClockModel
+from chronotick.model import NS_PER_S, ClockModel
 
 log = logging.getLogger(__name__)
 
 #: a predictor's frequency beyond this is not a quartz clock's (chrony's maxdrift)
 MAX_DRIFT_PPB = 500_000.0
 #: the members: the regression; the response to the conditions (with the regression of what
-#: it leaves unexplained); the zero-shot forecast of a long line's residual
-MEMBERS = ("regression", "response", "long_horizon")
+#: it leaves unexplained); the zero-shot forecast of a long line's residual; the median of the
+#: newest samples at the regression's frequency
+MEMBERS = ("regression", "response", "long_horizon", "robust")
+#: samples whose median the robust member takes: on the real traces 5-9 all beat holding the
+#: last measurement; 15 lagged
+ROBUST_SAMPLES = 7
+#: the golden ratio's fraction: k·φ mod 1 spreads instants evenly over an interval
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+#: instants scored per interval between samples at most (a long gap is scored at its start)
+_MAX_POINTS_PER_INTERVAL = 4
 #: fresh_for long enough that the regression's own status does not matter when scoring
 _SCORING_FRESH_NS = 10**18
 
@@ -63,14 +76,20 @@ class FusionConfig:
     #: out-of-sample errors remembered per member, and needed before a forecaster counts
     score_depth: int = 32
     min_scores: int = 8
-    #: errors remembered for the calibration of σ, and needed before it acts
+    #: errors at samples remembered for the calibration of σ (a memory and a recent part of
+    #: it: where the error follows a temperature cycle, the recent part asks for more within
+    #: the cycle), and needed before it acts
     calibration_depth: int = 64
+    calibration_recent: int = 32
     min_calibration: int = 16
-    #: the calibration may narrow σ to this share at most, and widen it this much at most.
-    #: Not at all narrower, for now: how much of an error at a sample is the sample's own
-    #: noise is an estimate, and where it came out high the calibration narrowed σ below
-    #: what the truth showed (docs/benchmarks.md, "Forecasters", says what was tried)
-    min_scale: float = 1.0
+    #: differences from hindsight remembered, the same way (the long memory's quantile is
+    #: steady, the recent part catches a change of regime); 256 at a 64 s poll is 4.5 h, and
+    #: 512 carried a day's first hours, before the response was learnt, into its afternoon
+    hindsight_depth: int = 256
+    hindsight_recent: int = 64
+    #: hindsight may narrow σ to this share at most; either calibration widens it this much
+    #: at most
+    min_scale: float = 0.25
     max_scale: float = 10.0
     #: accepted samples kept for the forecasters
     max_history: int = 512
@@ -80,8 +99,10 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if not (2 <= self.min_scores <= self.score_depth):
             raise ValueError("need 2 <= min_scores <= score_depth")
-        if not (4 <= self.min_calibration <= self.calibration_depth):
-            raise ValueError("need 4 <= min_calibration <= calibration_depth")
+        if not (4 <= self.min_calibration <= self.calibration_recent <= self.calibration_depth):
+            raise ValueError("need 4 <= min_calibration <= calibration_recent <= calibration_depth")
+        if not (self.min_calibration <= self.hindsight_recent <= self.hindsight_depth):
+            raise ValueError("need min_calibration <= hindsight_recent <= hindsight_depth")
         if self.retrain_every < 1:
             raise ValueError("retrain_every must be >= 1")
         if not (0 < self.min_scale <= 1.0 <= self.max_scale):
@@ -137,10 +158,15 @@ class ErrorScores:
         promised = sum(v for _e, v, _n in self.points)
         return max(1.0 / 16.0, errors / promised)
 
-    def coverage_scale(self, coverage: float, low: float, high: float) -> float:
+    def coverage_scale(self, coverage: float, low: float, high: float, recent: int = 0) -> float:
         """The smallest factor c in [low, high] on σ for which ±1.96·√(c²σ² + truth
-        variance) holds `coverage` of the recorded errors."""
-        return coverage_scale(self.points, coverage, low, high, steps=24)
+        variance) holds `coverage` of the recorded errors, and (`recent` > 0) of the newest
+        `recent` of them too."""
+        scale = coverage_scale(self.points, coverage, low, high, steps=24)
+        if 0 < recent < len(self.points):
+            newest = list(self.points)[-recent:]
+            scale = max(scale, coverage_scale(newest, coverage, low, high, steps=24))
+        return scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,11 +215,20 @@ class FusedPredictor:
         self._since_training = 0
         self._trainings = 0
         self.scores = {name: ErrorScores(cfg.score_depth) for name in MEMBERS}
-        #: per forecaster: (its squared error, the regression's) at the same samples
+        #: per forecaster: (its absolute error, the regression's) at the same samples
         self._paired: dict[str, collections.deque[tuple[float, float]]] = {
             name: collections.deque(maxlen=cfg.score_depth) for name in MEMBERS[1:]
         }
         self.calibration = ErrorScores(cfg.calibration_depth)
+        #: predictions waiting for the samples after them: (the instant, the fused offset
+        #: predicted there, the fused variance promised there before the scale)
+        self._pending: collections.deque[tuple[int, float, float]] = collections.deque(
+            maxlen=cfg.max_history
+        )
+        #: the next instant of the calibration's grid, and how many times the grid started
+        self._next_point_ns = 0
+        self._restarts = 0
+        self.hindsight = ErrorScores(cfg.hindsight_depth)
         self._scale = 1.0
         #: the fused variance at the next sample's horizon (see `_variance_at_next_sample`)
         self._floor_variance = 0.0
@@ -229,6 +264,9 @@ class FusedPredictor:
         for scores in self.scores.values():
             scores.clear()
         self.calibration.clear()
+        self._pending.clear()
+        self._next_point_ns = 0
+        self.hindsight.clear()
         self._scale = 1.0
         self._floor_variance = 0.0
         self._generation += 1
@@ -238,9 +276,11 @@ class FusedPredictor:
         # every member predicts the sample before anything learns from it
         base = self.regression.estimate(sample.local_ns, _SCORING_FRESH_NS)
         members = self._members(sample.local_ns, base)
+        between = self._predictions_between(sample.local_ns) if members else []
         verdict = self.regression.add(sample)
         if not verdict.accepted:
             return verdict
+        self._pending.extend(between)
         relative, noise = self.regression.sample_variance_ns2(sample)
         if members:
             noise = self._noise_ns2(sample, noise)
@@ -254,11 +294,11 @@ class FusedPredictor:
                 error = sample.offset_ns - member.offset_ns
                 scores.add(error, variance, noise)
                 if member.name in self._paired:
-                    self._paired[member.name].append((error * error, regression_error**2))
-            if len(self.calibration) >= self.config.min_calibration:
-                cfg = self.config
-                self._scale = self.calibration.coverage_scale(0.95, cfg.min_scale, cfg.max_scale)
+                    self._paired[member.name].append((abs(error), abs(regression_error)))
         self._history.append((sample, relative))
+        if members:
+            self._score_in_hindsight()
+            self._scale = self._calibrated_scale()
         if self.fit is not None and self._detrended is not None:
             self._detrended.add(_less_conditions(sample, self.fit, self.covariates))
         self._since_training += 1
@@ -275,6 +315,100 @@ class FusedPredictor:
                 self._train(response=False, long_horizon=True)
         self._floor_variance = self._variance_at_next_sample(sample.local_ns)
         return verdict
+
+    def _predictions_between(self, next_ns: int) -> list[tuple[int, float, float]]:
+        """(instant, the fused offset there, its variance before the scale) at the instants
+        of the calibration's grid between the newest sample and `next_ns`, as they were
+        published there.
+
+        What a reader is promised is coverage at whatever instant it reads, and the error
+        grows from each sample to the next: the calibration scores instants on an even grid
+        in time, about one per sample (the mean recent gap apart), not the samples, where the
+        error is largest, nor one per interval (with several servers polled together, most
+        intervals last milliseconds).
+        """
+        samples = self.regression.samples
+        if len(samples) < 2 or samples[-1].local_ns >= next_ns:
+            return []
+        recent = samples[-9:]
+        last = recent[-1].local_ns
+        step = max(1, (last - recent[0].local_ns) // (len(recent) - 1))
+        if self._next_point_ns <= last:
+            # a fresh start (or a reset): a phase that differs from one start to the next
+            self._restarts += 1
+            self._next_point_ns = last + max(1, round((self._restarts * _GOLDEN) % 1.0 * step))
+        points: list[tuple[int, float, float]] = []
+        while self._next_point_ns < next_ns and len(points) < _MAX_POINTS_PER_INTERVAL:
+            at = self._next_point_ns
+            self._next_point_ns += step
+            base = self.regression.estimate(at, _SCORING_FRESH_NS)
+            members = self._members(at, base)
+            if members:
+                fused = self._combine(members, base.bound_ns)
+                points.append((at, fused.offset_ns, max(fused.variance_ns2, self._floor_variance)))
+        if self._next_point_ns < next_ns:
+            self._next_point_ns = next_ns  # a long gap: the rest of it is not scored
+        return points
+
+    def _score_in_hindsight(self) -> None:
+        """Score the predictions that now have `HALF_WIDTH` samples after them against the
+        line through the samples around them (`hindsight`)."""
+        if not self._pending:
+            return
+        ordered = sorted(self._history, key=lambda pair: pair[0].local_ns)
+        path_bias = self.regression.path_bias_variance_ns2()
+        times = [s.local_ns for s, _v in ordered]
+        while self._pending:
+            at_ns, predicted_ns, variance = self._pending[0]
+            at = bisect.bisect_left(times, at_ns)
+            if at + HALF_WIDTH >= len(ordered):
+                return  # not yet enough samples after it
+            self._pending.popleft()
+            if at < HALF_WIDTH:
+                continue  # too early in the history
+            around = ordered[at - HALF_WIDTH : at + HALF_WIDTH + 1]
+            less, less_at = None, 0.0
+            if self.fit is not None:
+                explained, _rates = self.fit.conditions_many(
+                    [s.local_ns for s, _v in around] + [at_ns], self.covariates
+                )
+                if np.isfinite(explained).all():
+                    less, less_at = [float(x) for x in explained[:-1]], float(explained[-1])
+            truth = hindsight_at(
+                [s for s, _v in around], [v for _s, v in around], at_ns, less, less_at
+            )
+            if truth is None:
+                continue
+            # Var(prediction's error) = Var(difference) + Var(hindsight): the hindsight's
+            # variance goes with the difference, not against it as a sample's noise would,
+            # and so does the path bias that it shares with the prediction
+            miss = predicted_ns - truth.offset_ns
+            unseen = truth.variance_ns2 + path_bias
+            self.hindsight.add(math.sqrt(miss * miss + unseen), variance, 0.0)
+
+    def _calibrated_scale(self) -> float:
+        """The factor on σ: the smallest that makes ±1.96σ cover 95 % of the recent errors at
+        samples (net of their noise), and, once enough predictions were scored in hindsight,
+        no more than what they ask for.
+
+        The errors at samples see a model's miss where it is large against the noise; they
+        only ever widen σ, because where the noise dominates its estimate decides and not
+        the model. Hindsight sees the model's miss whatever the noise, unless the line around
+        an instant misfits (which can only make it ask for more): it may narrow σ. Its
+        factor is the larger of a long memory's (steady) and a recent one's (a change of
+        regime shows within `hindsight_recent` predictions)."""
+        cfg = self.config
+        scale = 1.0
+        if len(self.calibration) >= cfg.min_calibration:
+            scale = self.calibration.coverage_scale(
+                0.95, 1.0, cfg.max_scale, recent=cfg.calibration_recent
+            )
+        if len(self.hindsight) >= cfg.min_calibration:
+            hindsight = self.hindsight.coverage_scale(
+                0.95, cfg.min_scale, cfg.max_scale, recent=cfg.hindsight_recent
+            )
+            scale = min(scale, hindsight)
+        return scale
 
     def _noise_ns2(self, sample: Sample, regression_noise_ns2: float) -> float:
         """The sample's own noise variance: the smaller of the regression's estimate and that
@@ -394,7 +528,20 @@ class FusedPredictor:
             offset, variance, drift = self.long_horizon.predict(now_ns)
             if math.isfinite(offset) and abs(drift) <= MAX_DRIFT_PPB:
                 members.append(Member("long_horizon", offset, variance, drift))
+        if len(self._history) >= ROBUST_SAMPLES:
+            members.append(self._robust(now_ns, base))
         return members
+
+    def _robust(self, now_ns: int, base: ClockModel) -> Member:
+        """The median of the newest samples, each carried to `now_ns` at the regression's
+        frequency: where the noise has a heavy or one-sided tail (Internet paths, a queue that
+        fills now and then), a median is not pulled by the spikes that pull a least-squares
+        line. It promises the regression's σ; its errors decide whether it counts."""
+        recent = list(self._history)[-ROBUST_SAMPLES:]
+        carried = [
+            s.offset_ns + base.drift_ppb * (now_ns - s.local_ns) / NS_PER_S for s, _v in recent
+        ]
+        return Member("robust", float(np.median(carried)), base.sigma_ns**2, base.drift_ppb)
 
     def _weights(
         self, members: list[Member], bound_ns: int, record: bool = False
@@ -435,11 +582,12 @@ class FusedPredictor:
 
     def _beats_regression(self, name: str) -> bool:
         """Whether the forecaster predicted the recent samples significantly better than the
-        regression, paired over the same samples (its mean squared error lower by more than
-        twice the standard error of the difference): one that does not, earns no weight at
-        all. At a sample the two may look alike under its noise while between samples the
-        regression, with its own window, is the safer one; weighting every close call cost up
-        to 10 % RMS in the scenarios with nothing to learn."""
+        regression, paired over the same samples (its mean absolute error lower by more than
+        twice the standard error of the difference; squared errors let a few spikes decide
+        where the noise has a heavy tail): one that does not, earns no weight at all. At a
+        sample the two may look alike under its noise while between samples the regression,
+        with its own window, is the safer one; weighting every close call cost up to 10 % RMS
+        in the scenarios with nothing to learn."""
         pairs = self._paired[name]
         n = len(pairs)
         if n < self.config.min_scores:
@@ -457,13 +605,13 @@ class FusedPredictor:
         drift = max(-MAX_DRIFT_PPB, min(MAX_DRIFT_PPB, drift))
         # The members learn from the same samples, so their errors are far from independent:
         # 1/Σw, the variance of independent ones, promised up to twice too little. The
-        # weighted mean of their variances holds for fully correlated errors; each variance
-        # is widened by its excess ratio but never narrowed by it (the ratio's noise share is
-        # an estimate: narrowing on it made σ too small, as the calibration's notes say).
-        variance = sum(
-            weights[m.name] / total * m.variance_ns2 * max(1.0, self._ratio(m.name))
+        # weighted mean of their σs is the σ of fully correlated errors; each is widened by
+        # its excess ratio but never narrowed by it.
+        sigma = sum(
+            weights[m.name] / total * math.sqrt(m.variance_ns2 * max(1.0, self._ratio(m.name)))
             for m in members
         )
+        variance = sigma * sigma
         return Member("fused", offset, variance, drift)
 
     def weights(self, now_ns: int) -> dict[str, float]:

@@ -64,15 +64,16 @@ def fit_long_horizon(
     model: ZeroShotModel, samples: Sequence[Sample], variances_ns2: Sequence[float]
 ) -> LongHorizonFit | None:
     """The line and forecast for the newest samples (None: too few of them)."""
-    chosen = list(zip(samples, variances_ns2, strict=True))[-MAX_POINTS:]
+    # Samples come in the order their polls finished, not always in time order, and two
+    # servers' samples may share an instant: the model needs strictly increasing times
+    by_time: dict[int, tuple[Sample, float]] = {}
+    for sample, variance in list(zip(samples, variances_ns2, strict=True))[-MAX_POINTS:]:
+        by_time.setdefault(sample.local_ns, (sample, variance))
+    chosen = [by_time[t] for t in sorted(by_time)]
     if len(chosen) < 2 * MIN_POINTS:
         return None
     origin = chosen[-1][0].local_ns
     t_s = np.array([(s.local_ns - origin) / NS_PER_S for s, _v in chosen])
-    if np.any(np.diff(t_s) <= 0):
-        keep = np.concatenate(([True], np.diff(t_s) > 0))
-        chosen = [c for c, k in zip(chosen, keep, strict=True) if k]
-        t_s = t_s[keep]
     y = np.array([float(s.offset_ns - chosen[-1][0].offset_ns) for s, _v in chosen])
     line = fit_line(t_s, y, np.array([max(v, 1.0) for _s, v in chosen]))
     residual = line.residuals_ns
