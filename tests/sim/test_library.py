@@ -48,12 +48,12 @@ def test_two_sigma_coverage_is_honest(figures: dict[str, dict[str, Any]]) -> Non
 def test_fused_two_sigma_coverage_is_within_the_target_band(
     runs: dict[str, dict[str, dict[str, Any]]],
 ) -> None:
-    """±2σ of `fused` holds at least 93 % of the true errors in every scenario (never too
-    narrow, where the regression falls to 0.92), and at most 97.5 % (the target is 97 %;
-    `daily_temperature` is at 0.971, docs/benchmarks.md says why)."""
+    """±2σ of `fused` holds 93-97 % of the true errors in every scenario: never too narrow
+    (the regression falls to 0.92), and not so wide that the error bar says little (the
+    regression reaches 0.99)."""
     held = {name: rows["fused"]["coverage_2sigma"] for name, rows in runs.items()}
     assert len(held) >= 13
-    outside = {name: c for name, c in held.items() if not 0.93 <= c <= 0.975}
+    outside = {name: c for name, c in held.items() if not 0.93 <= c <= 0.97}
     assert not outside, outside
 
 

@@ -225,9 +225,11 @@ class FusedPredictor:
         self._pending: collections.deque[tuple[int, float, float]] = collections.deque(
             maxlen=cfg.max_history
         )
-        #: the next instant of the calibration's grid, and how many times the grid started
-        self._next_point_ns = 0
-        self._restarts = 0
+        #: the calibration's instants: where the last interval scored ended, the instants
+        #: owed (one per mean gap of time), and how many were placed
+        self._grid_from_ns = 0
+        self._grid_credit = 0.0
+        self._grid_count = 0
         self.hindsight = ErrorScores(cfg.hindsight_depth)
         self._scale = 1.0
         #: the fused variance at the next sample's horizon (see `_variance_at_next_sample`)
@@ -265,7 +267,8 @@ class FusedPredictor:
             scores.clear()
         self.calibration.clear()
         self._pending.clear()
-        self._next_point_ns = 0
+        self._grid_from_ns = 0
+        self._grid_credit = 0.0
         self.hindsight.clear()
         self._scale = 1.0
         self._floor_variance = 0.0
@@ -278,9 +281,11 @@ class FusedPredictor:
         members = self._members(sample.local_ns, base)
         between = self._predictions_between(sample.local_ns) if members else []
         verdict = self.regression.add(sample)
+        # published before the sample came, whatever is made of it: an interval that ends in
+        # an outlier is scored like any other
+        self._pending.extend(between)
         if not verdict.accepted:
             return verdict
-        self._pending.extend(between)
         relative, noise = self.regression.sample_variance_ns2(sample)
         if members:
             noise = self._noise_ns2(sample, noise)
@@ -316,38 +321,49 @@ class FusedPredictor:
         self._floor_variance = self._variance_at_next_sample(sample.local_ns)
         return verdict
 
+    def _mean_recent_gap_ns(self) -> int | None:
+        """The mean gap between the regression's newest samples (None with fewer than 3):
+        with several servers polled together most gaps are milliseconds, so a median or the
+        newest gap would not say how often samples come."""
+        recent = self.regression.samples[-9:]
+        if len(recent) < 3:
+            return None
+        return max(1, (recent[-1].local_ns - recent[0].local_ns) // (len(recent) - 1))
+
     def _predictions_between(self, next_ns: int) -> list[tuple[int, float, float]]:
         """(instant, the fused offset there, its variance before the scale) at the instants
-        of the calibration's grid between the newest sample and `next_ns`, as they were
-        published there.
+        the calibration scores between the newest sample and `next_ns`, as published there.
 
         What a reader is promised is coverage at whatever instant it reads, and the error
-        grows from each sample to the next: the calibration scores instants on an even grid
-        in time, about one per sample (the mean recent gap apart), not the samples, where the
-        error is largest, nor one per interval (with several servers polled together, most
-        intervals last milliseconds).
+        grows from each sample to the next: the calibration scores instants spread evenly in
+        time, not the samples, where the error is largest. An interval earns instants in
+        proportion to its length (one per mean gap, carried over from short intervals: with
+        several servers polled together most intervals last milliseconds), and the k-th
+        instant sits at the fraction k·φ mod 1 of its interval, a sequence that fills every
+        part of an interval evenly whatever the poll's rhythm.
         """
         samples = self.regression.samples
-        if len(samples) < 2 or samples[-1].local_ns >= next_ns:
+        gap = self._mean_recent_gap_ns()
+        if gap is None:
             return []
-        recent = samples[-9:]
-        last = recent[-1].local_ns
-        step = max(1, (last - recent[0].local_ns) // (len(recent) - 1))
-        if self._next_point_ns <= last:
-            # a fresh start (or a reset): a phase that differs from one start to the next
-            self._restarts += 1
-            self._next_point_ns = last + max(1, round((self._restarts * _GOLDEN) % 1.0 * step))
+        start = max(samples[-1].local_ns, self._grid_from_ns)
+        if start >= next_ns:
+            return []
+        self._grid_from_ns = next_ns
+        self._grid_credit = min(
+            self._grid_credit + (next_ns - start) / gap, float(_MAX_POINTS_PER_INTERVAL)
+        )
         points: list[tuple[int, float, float]] = []
-        while self._next_point_ns < next_ns and len(points) < _MAX_POINTS_PER_INTERVAL:
-            at = self._next_point_ns
-            self._next_point_ns += step
+        while self._grid_credit >= 1.0:
+            self._grid_credit -= 1.0
+            self._grid_count += 1
+            fraction = (self._grid_count * _GOLDEN) % 1.0
+            at = start + max(1, round(fraction * (next_ns - start)))
             base = self.regression.estimate(at, _SCORING_FRESH_NS)
             members = self._members(at, base)
             if members:
                 fused = self._combine(members, base.bound_ns)
                 points.append((at, fused.offset_ns, max(fused.variance_ns2, self._floor_variance)))
-        if self._next_point_ns < next_ns:
-            self._next_point_ns = next_ns  # a long gap: the rest of it is not scored
         return points
 
     def _score_in_hindsight(self) -> None:
@@ -429,11 +445,10 @@ class FusedPredictor:
         errors over the interval suggest). σ is therefore held at least at its value at the
         next sample's horizon, the one the calibration measures.
         """
-        times = [s.local_ns for s, _v in list(self._history)[-9:]]
-        if len(times) < 3:
+        gap = self._mean_recent_gap_ns()
+        if gap is None:
             return 0.0
-        # the mean gap: with several servers polled together, most gaps are milliseconds
-        at = last_ns + (times[-1] - times[0]) // (len(times) - 1)
+        at = last_ns + gap
         base = self.regression.estimate(at, _SCORING_FRESH_NS)
         members = self._members(at, base)
         return self._combine(members, base.bound_ns).variance_ns2 if members else 0.0
@@ -528,7 +543,7 @@ class FusedPredictor:
             offset, variance, drift = self.long_horizon.predict(now_ns)
             if math.isfinite(offset) and abs(drift) <= MAX_DRIFT_PPB:
                 members.append(Member("long_horizon", offset, variance, drift))
-        if len(self._history) >= ROBUST_SAMPLES:
+        if len(self.regression.samples) >= ROBUST_SAMPLES:
             members.append(self._robust(now_ns, base))
         return members
 
@@ -537,10 +552,9 @@ class FusedPredictor:
         frequency: where the noise has a heavy or one-sided tail (Internet paths, a queue that
         fills now and then), a median is not pulled by the spikes that pull a least-squares
         line. It promises the regression's σ; its errors decide whether it counts."""
-        recent = list(self._history)[-ROBUST_SAMPLES:]
-        carried = [
-            s.offset_ns + base.drift_ppb * (now_ns - s.local_ns) / NS_PER_S for s, _v in recent
-        ]
+        # the regression's samples: in time order, and restarted with it after a step
+        recent = self.regression.samples[-ROBUST_SAMPLES:]
+        carried = [s.offset_ns + base.drift_ppb * (now_ns - s.local_ns) / NS_PER_S for s in recent]
         return Member("robust", float(np.median(carried)), base.sigma_ns**2, base.drift_ppb)
 
     def _weights(
