@@ -370,6 +370,8 @@ class TrueRound:
     clock_errors_ns: dict[str, int]
     spread_ns: int | None
     reasons: tuple[str, ...]
+    #: node id -> why it did not run (its report's phase and detail), for those that did not
+    not_run: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,6 +433,7 @@ class TrueScenario:
                         n: round(e / NS_PER_US, 1) for n, e in sorted(r.clock_errors_ns.items())
                     },
                     "reasons": list(r.reasons),
+                    "not_run": dict(sorted(r.not_run.items())),
                 }
                 for r in self.rounds
             ],
@@ -447,16 +450,20 @@ def judge(result: scenarios.ScenarioResult) -> TrueScenario:
         target_ns = round(r.target_time * NS_PER_S)
         errors: dict[str, int | None] = {}
         clock_errors: dict[str, int] = {}
+        not_run: dict[str, str] = {}
         for node_id in r.participants:
             e = r.executions.get(node_id)
             if e is None or e.executed_at is None or e.host_time_ns <= 0:
                 errors[node_id] = None
+                not_run[node_id] = "no report" if e is None else f"{e.phase} {e.detail}".strip()
                 continue
             errors[node_id] = e.host_time_ns - target_ns
             clock_errors[node_id] = round(e.executed_at * NS_PER_S) - e.host_time_ns
         ran_at = [target_ns + e for e in errors.values() if e is not None]
         spread = max(ran_at) - min(ran_at) if r.committed and ran_at else None
-        rounds.append(TrueRound(r.action_id, r.committed, errors, clock_errors, spread, r.reasons))
+        rounds.append(
+            TrueRound(r.action_id, r.committed, errors, clock_errors, spread, r.reasons, not_run)
+        )
     return TrueScenario(result, tuple(rounds))
 
 
@@ -482,6 +489,8 @@ def run_scenarios(cluster: LocalCluster, say: Callable[[str], None]) -> dict[str
                     f"  {r.action_id}: ran at target + (µs, true time): {errors};  spread "
                     f"{spread} µs; clocks within {clock / NS_PER_US:.1f} µs of the truth"
                 )
+                for node_id, why in sorted(r.not_run.items()):
+                    say(f"    {node_id} did not run it: {why}")
             judged[name] = verdict
     return judged
 
