@@ -27,9 +27,9 @@ class Predictor(Protocol):
 
 #: the predictors a daemon can publish from (`--predictor`); the simulator adds its baselines
 PREDICTOR_NAMES = ("regression", "ml", "fused")
-#: what the daemon runs unless told otherwise; `fused` takes over once it meets every target
-#: of docs/benchmarks.md ("Forecasters")
-DEFAULT_PREDICTOR = "regression"
+#: what the daemon runs unless told otherwise: `fused` meets every target of docs/benchmarks.md
+#: ("Forecasters"), and until its forecasters have earned weight it publishes the regression
+DEFAULT_PREDICTOR = "fused"
 #: the pretrained long-horizon model of `ml` and `fused` (its weights ship in its wheel)
 DEFAULT_ZERO_SHOT_MODEL = "fracast"
 

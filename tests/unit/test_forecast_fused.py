@@ -372,3 +372,20 @@ def test_the_robust_member_stays_out_where_the_noise_is_gaussian() -> None:
     fused, mine, regression = _noisy_line("gaussian")
     assert fused.weights(EPOCH + 1_200 * 16 * S).get("robust", 0.0) == 0.0
     assert np.mean(mine) <= 1.02 * np.mean(regression)
+
+
+def test_an_interval_ending_in_a_rejected_sample_is_still_scored() -> None:
+    """The calibration scores what was published between samples; a reader read it whether
+    or not the sample that ended the interval turned out to be an outlier, so the instants
+    of that interval wait for their hindsight like any others."""
+    stream = steady_stream()
+    fused = FusedPredictor(RegressionEstimator(EstimatorConfig()))
+    stream.feed([fused], 0, 3600, temperature=False)
+    pending = len(fused._pending)
+    t = 3600 + stream.poll_s
+    outlier = Sample(stream.local(t), round(stream.true_offset(t)) + 50_000_000, 200_000, "a")
+    verdict = fused.add(outlier)
+    assert not verdict.accepted, verdict
+    assert len(fused._pending) > pending, "the rejected sample's interval was not kept"
+    assert all(stream.local(3600) < at <= outlier.local_ns for at, _o, _v in
+               list(fused._pending)[pending:])  # fmt: skip

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import math
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -279,6 +280,30 @@ def test_fracast_with_missing_weight_files_is_none(
     assert load_zero_shot("fracast") is None
     lines = warnings_from(caplog)
     assert len(lines) == 1 and "weights missing" in lines[0], lines
+
+
+def test_fracast_is_checked_at_start_and_loaded_by_its_first_forecast() -> None:
+    """A daemon makes its predictor before its first publication: the model is only looked
+    for then (milliseconds); torch and fracast are imported by the first forecast, on the
+    thread that makes it. Run in a fresh interpreter, where nothing has imported them yet."""
+    if importlib.util.find_spec("fracast") is None:
+        unavailable("fracast is not installed (the dev extra installs it)")
+    script = (
+        "import sys, numpy as np\n"
+        "from chronotick.estimation.predictor import make_predictor\n"
+        "from chronotick.estimation.estimator import EstimatorConfig\n"
+        "p = make_predictor('fused', EstimatorConfig())\n"
+        "assert p.zero_shot is not None and p.zero_shot.name == 'fracast'\n"
+        "print(sorted(m for m in ('torch', 'fracast') if m in sys.modules))\n"
+        "t = np.arange(32) * 64.0\n"
+        "f = p.zero_shot.forecast(t, 100.0 * np.sin(t / 300.0), [64.0])\n"
+        "print(sorted(m for m in ('torch', 'fracast') if m in sys.modules), len(f.mean_ns))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == ["[]", "['fracast', 'torch'] 1"], run.stdout
 
 
 @pytest.mark.parametrize(

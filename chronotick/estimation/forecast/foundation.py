@@ -219,26 +219,33 @@ class FracastModel(_GridAdapter):
 
     @staticmethod
     def weights_dir() -> Path:
-        """The installed package's weight directory (ImportError without fracast)."""
-        import fracast  # lazy: torch and the model are imported only when asked for
+        """The installed package's weight directory, found without importing the package
+        (which imports torch: seconds). ImportError without fracast."""
+        spec = importlib.util.find_spec("fracast")
+        if spec is None or spec.origin is None:
+            raise ImportError("package 'fracast' is not installed")
+        return Path(spec.origin).resolve().parent / "weights"
 
-        return Path(fracast.__file__).resolve().parent / "weights"
+    def check(self) -> None:
+        """That the package and the weight files are there, without loading anything: what
+        a daemon can say at start, in milliseconds. ImportError / FileNotFoundError."""
+        directory = self.weights_dir()
+        data = "model.int8.safetensors" if self.weights == "w8" else "model.safetensors"
+        needed = ("config.json", data) + (("w8_manifest.json",) if self.weights == "w8" else ())
+        missing = [name for name in needed if not (directory / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"fracast weights missing in {directory}: {missing}")
 
     def load(self) -> None:
         """Load the bundled weights (once). ImportError / FileNotFoundError when missing."""
         with self._lock:
             if self._model is not None:
                 return
+            self.check()
             import fracast
 
-            directory = self.weights_dir()
-            data = "model.int8.safetensors" if self.weights == "w8" else "model.safetensors"
-            needed = ("config.json", data) + (("w8_manifest.json",) if self.weights == "w8" else ())
-            missing = [name for name in needed if not (directory / name).is_file()]
-            if missing:
-                raise FileNotFoundError(f"fracast weights missing in {directory}: {missing}")
             self._model = fracast.FracastModel.from_pretrained(
-                directory, weights=self.weights, device="cpu"
+                self.weights_dir(), weights=self.weights, device="cpu"
             )
 
     def _quantiles(
@@ -338,8 +345,11 @@ class TimesFmModel(_GridAdapter):
 
 
 def _load_fracast() -> ZeroShotModel:
+    # checked now, loaded by its first forecast: importing fracast (torch, torch._dynamo) takes
+    # seconds of CPU, which a daemon would otherwise spend before its first publication, and
+    # which the training thread spends instead, only once there is a forecast to make
     model = FracastModel()
-    model.load()
+    model.check()
     return model
 
 
