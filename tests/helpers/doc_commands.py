@@ -42,7 +42,9 @@ from pathlib import Path
 FENCE_RE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<rest>.*)$")
 HEREDOC_RE = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 EXIT_CODE_RE = re.compile(r"#.*\bexit code (\d+)")
-NUMBER_RE = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
+#: a number, with its unit when it is a duration: the tools print a duration in the unit that
+#: suits its size (`+986 ns` where the page shows `-48.3 µs`), so the unit varies with the number
+NUMBER_RE = re.compile(r"[+-]?\d+(?:[.,]\d+)*(?:\s?(?:ns|µs|us|ms|s)\b)?")
 ELLIPSIS = "..."
 
 
@@ -214,7 +216,8 @@ def _pattern(expected: str) -> re.Pattern[str]:
 
 
 def normalize(line: str) -> str:
-    """Numbers as `#`, runs of white space as one space, no space at either end."""
+    """Numbers (durations with their unit) as `#`, runs of white space as one space, no space
+    at either end."""
     return " ".join(NUMBER_RE.sub("#", line).split())
 
 

@@ -99,6 +99,7 @@ def test_fences_follow_commonmark() -> None:
         (["offset +0.185 ms  σ 0.419"], ["offset -0.013 ms  σ 12"]),
         (["a  b   c"], ["a b c"]),
         (["x ... z"], ["x anything at all z"]),
+        (["c  used   -48.3 µs  241 µs  1.0 s"], ["c  used   +986 ns  1.2 ms  950 ms"]),
         (["first", "...", "third"], ["first", "second", "third", "fourth"]),
         (["2026-11-26 04:54:30,102 INFO up"], ["2027-01-02 23:59:59,999 INFO up"]),
         ([], ["whatever"]),
@@ -115,6 +116,8 @@ def test_shown_output_matches(shown: list[str], printed: list[str]) -> None:
         (["b", "a"], ["a", "b"], ["a"]),  # in order
         (["a"], ["a b"], ["a"]),  # whole lines
         (["peer b used"], ["peer c used"], ["peer b used"]),
+        (["drift 5 ppm"], ["drift 5 ms"], ["drift 5 ppm"]),  # only a duration's unit varies
+        (["3 samples"], ["3 servers"], ["3 samples"]),
         (["x"], [], ["x"]),
     ],
 )
