@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from chronotick.client import ChronoTickClient
+from chronotick.estimation.forecast.foundation import FracastModel
 from chronotick.estimation.forecast.fused import FusedPredictor
+from chronotick.estimation.forecast.long_horizon import shared_model
 from chronotick.status import ClockStatus
 from tests.helpers.daemon import running_daemon, wait_for
 from tests.helpers.fake_ntp import FakeNtpServer, honest_reply
@@ -20,6 +22,8 @@ pytestmark = pytest.mark.integration
 def test_a_fused_daemon_reads_its_sensor_trains_off_the_loop_and_keeps_publishing(
     tmp_path: Path,
 ) -> None:
+    # a model of its own, not loaded by an earlier test of this process: the daemon loads it
+    shared_model.cache_clear()
     sensor = tmp_path / "temp"
     sensor.write_text("41500\n")
     with (
@@ -33,6 +37,9 @@ def test_a_fused_daemon_reads_its_sensor_trains_off_the_loop_and_keeps_publishin
         predictor = daemon.engine.predictor
         assert isinstance(predictor, FusedPredictor)
         assert daemon.training is not None
+        zero_shot = predictor.zero_shot
+        assert isinstance(zero_shot, FracastModel)
+        assert not zero_shot.loaded  # checked at start, loaded by its first forecast
         wait_for(lambda: daemon.model.status is ClockStatus.SYNCHRONIZED, 20, "sync")
         # the sensor is read every few seconds, stamped on the base clock
         wait_for(lambda: predictor.covariates.available()[0], 15, "a temperature reading")
@@ -48,6 +55,20 @@ def test_a_fused_daemon_reads_its_sensor_trains_off_the_loop_and_keeps_publishin
                 published = daemon.published_monotonic_ns
                 assert published is not None
                 assert time.monotonic_ns() - published < 500_000_000
+            # the zero-shot model's load and first forecast, on the same thread: the segment
+            # stays fresh all along (at 20 Hz, 500 ms is ten publications missed)
+            stalest_ns = 0
+            deadline = time.monotonic() + 90
+            while predictor.long_horizon is None:
+                assert time.monotonic() < deadline, "no zero-shot forecast within 90 s"
+                time.sleep(0.05)
+                published = daemon.published_monotonic_ns
+                assert published is not None
+                stalest_ns = max(stalest_ns, time.monotonic_ns() - published)
+            assert zero_shot.loaded
+            print(f"\nzero-shot model loaded; the segment at most {stalest_ns / 1e6:.0f} ms old")
+            assert stalest_ns < 500_000_000, f"the segment went {stalest_ns / 1e6:.0f} ms stale"
+            assert client.get_time().status is ClockStatus.SYNCHRONIZED
         training = daemon.training
     # the daemon stopped: its training thread with it
     assert not training._thread.is_alive()

@@ -236,6 +236,11 @@ class FracastModel(_GridAdapter):
         if missing:
             raise FileNotFoundError(f"fracast weights missing in {directory}: {missing}")
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (a daemon loads them by its first forecast)."""
+        return self._model is not None
+
     def load(self) -> None:
         """Load the bundled weights (once). ImportError / FileNotFoundError when missing."""
         with self._lock:
