@@ -201,6 +201,9 @@ def test_clean_shutdown_says_unknown_and_a_restart_reuses_the_file(tmp_path: Pat
     with FakeNtpServer(lambda r: [honest_reply(r)]) as server:
         settings = {"clockbound_path": path, "timeout_s": 0.3}
         with running_daemon([server.address], settings, name_prefix="test-cb"):
+            # the daemon thread opens it just after its own segment, which is what the block
+            # waited for (the file appears whole: it is linked in once its header is written)
+            wait_for(lambda: os.path.exists(path), 10, "the ClockBound segment")
             client = clockbound.Clockbound(path)
             wait_for(lambda: client.snapshot().clock_status == SYNC, 20, "SYNCHRONIZED")
             before = time.time_ns()
