@@ -383,10 +383,13 @@ def test_history_answers_points_samples_and_changes(
         pb.CLOCK_STATUS_SYNCHRONIZED,
         "the model fits 4 samples",
     )
-    # the last 4.5 s, at most 3 points: the newest four, thinned to both ends and the middle
-    recent = stub.GetHistory(pb.HistoryRequest(protocol_version=v, since_s=4.5, max_points=3),
+    # the newest four points (the window ends half way to the fifth: the history is as old as
+    # the module's node, seconds on a loaded machine), at most 3: both ends and the middle
+    since_s = ages[-1] + 3.5
+    recent = stub.GetHistory(pb.HistoryRequest(protocol_version=v, since_s=since_s, max_points=3),
                              timeout=DEADLINE_S)  # fmt: skip
-    assert [round(p.age_s) for p in recent.points] in ([4, 2, 1], [4, 3, 1])
+    newest_s = recent.points[-1].age_s
+    assert [round(p.age_s - newest_s) for p in recent.points] == [3, 1, 0]
     assert [s.offset_ns for s in recent.samples] == [4_000, 2_000]
     assert not recent.status_changes
 
