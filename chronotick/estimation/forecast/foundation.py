@@ -226,15 +226,17 @@ class FracastModel(_GridAdapter):
             raise ImportError("package 'fracast' is not installed")
         return Path(spec.origin).resolve().parent / "weights"
 
-    def check(self) -> None:
+    def check(self) -> Path:
         """That the package and the weight files are there, without loading anything: what
-        a daemon can say at start, in milliseconds. ImportError / FileNotFoundError."""
+        a daemon can say at start, in milliseconds. Returns the weight directory;
+        ImportError / FileNotFoundError."""
         directory = self.weights_dir()
         data = "model.int8.safetensors" if self.weights == "w8" else "model.safetensors"
         needed = ("config.json", data) + (("w8_manifest.json",) if self.weights == "w8" else ())
         missing = [name for name in needed if not (directory / name).is_file()]
         if missing:
             raise FileNotFoundError(f"fracast weights missing in {directory}: {missing}")
+        return directory
 
     @property
     def loaded(self) -> bool:
@@ -246,11 +248,11 @@ class FracastModel(_GridAdapter):
         with self._lock:
             if self._model is not None:
                 return
-            self.check()
+            directory = self.check()
             import fracast
 
             self._model = fracast.FracastModel.from_pretrained(
-                self.weights_dir(), weights=self.weights, device="cpu"
+                directory, weights=self.weights, device="cpu"
             )
 
     def _quantiles(
